@@ -1,0 +1,88 @@
+/**
+ * What every engine shares: the Redis connection, settings, and the routing cache.
+ *
+ * Routing: a function that writes a workflow must receive every key it touches, and some of those
+ * keys depend on the workflow (its machine; for an order, its product and account). Those fields
+ * never change after creation, so they are read once (wf_route) and cached. The Lua side checks them
+ * against what is stored and answers STALE_KEYS if they disagree (say the data was flushed and the id
+ * reused); withWorkflowRoute then re-reads and retries once.
+ */
+import type { Redis } from 'ioredis';
+import { tenantKeys, type TenantKeys } from '../redis/keys.js';
+import { fcallReadOnly } from '../redis/replies.js';
+import { EngineError } from './errors.js';
+
+export interface EngineOptions {
+  /** Approximate MAXLEN of each tenant's event stream. */
+  streamMaxLen: number;
+}
+
+export const DEFAULT_ENGINE_OPTIONS: EngineOptions = { streamMaxLen: 100_000 };
+
+export interface WorkflowRoute {
+  machine: string;
+  kind: 'workflow' | 'order';
+  /** For orders: the account and product a refund touches; '' otherwise. */
+  userId: string;
+  productId: string;
+}
+
+const ROUTE_CACHE_LIMIT = 50_000;
+
+export class EngineContext {
+  private readonly routes = new Map<string, WorkflowRoute>();
+
+  constructor(
+    readonly redis: Redis,
+    readonly options: EngineOptions = DEFAULT_ENGINE_OPTIONS,
+  ) {}
+
+  keys(tenant: string): TenantKeys {
+    return tenantKeys(tenant);
+  }
+
+  /** ARGV[1..3] of every function that emits events (see lua/include/prelude.lua). */
+  eventArgs(k: TenantKeys): (string | number)[] {
+    return [k.workflowChannel(), k.ordersChannel(), this.options.streamMaxLen];
+  }
+
+  /** KEYS for a function writing this workflow, from its route. */
+  workflowBlock(k: TenantKeys, id: string, route: WorkflowRoute): string[] {
+    return k.workflowBlock(id, route.machine, route.kind === 'order' ? route : undefined);
+  }
+
+  rememberRoute(tenant: string, id: string, route: WorkflowRoute): void {
+    if (this.routes.size >= ROUTE_CACHE_LIMIT) {
+      const oldest = this.routes.keys().next().value;
+      if (oldest !== undefined) this.routes.delete(oldest);
+    }
+    this.routes.set(`${tenant}\u0000${id}`, route);
+  }
+
+  async route(tenant: string, id: string, fresh = false): Promise<WorkflowRoute | null> {
+    const cacheKey = `${tenant}\u0000${id}`;
+    if (!fresh) {
+      const cached = this.routes.get(cacheKey);
+      if (cached) return cached;
+    }
+    const k = this.keys(tenant);
+    const route = await fcallReadOnly<WorkflowRoute | null>(this.redis, 'wf_route', [k.workflow(id)], []);
+    if (route) this.rememberRoute(tenant, id, route);
+    else this.routes.delete(cacheKey);
+    return route;
+  }
+
+  /** Runs `call` with the workflow's route; NOT_FOUND when there is no such workflow. */
+  async withWorkflowRoute<T>(tenant: string, id: string, call: (route: WorkflowRoute) => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      const route = await this.route(tenant, id, attempt > 0);
+      if (!route) throw new EngineError('NOT_FOUND', `workflow ${id} not found`);
+      try {
+        return await call(route);
+      } catch (err) {
+        if (err instanceof EngineError && err.code === 'STALE_KEYS' && attempt === 0) continue;
+        throw err;
+      }
+    }
+  }
+}

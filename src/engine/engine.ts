@@ -1,0 +1,17 @@
+/**
+ * The engine: the one way the rest of atomflow talks to Redis. One typed engine per area, each with
+ * one method per Redis Function in lua/<area>.lua.
+ */
+import type { Redis } from 'ioredis';
+import { DEFAULT_ENGINE_OPTIONS, EngineContext, type EngineOptions } from './context.js';
+import { WorkflowEngine } from '../workflows/workflows.engine.js';
+
+export class Engine {
+  readonly context: EngineContext;
+  readonly workflows: WorkflowEngine;
+
+  constructor(redis: Redis, options: Partial<EngineOptions> = {}) {
+    this.context = new EngineContext(redis, { ...DEFAULT_ENGINE_OPTIONS, ...options });
+    this.workflows = new WorkflowEngine(this.context);
+  }
+}

@@ -1,0 +1,31 @@
+/**
+ * The one error type the engine raises. `code` is the stable first word of the Lua function's error
+ * reply (or the validation code raised before Redis is called); the GraphQL layer copies it into
+ * `extensions.code`.
+ */
+export const ENGINE_ERROR_CODES = [
+  'BAD_USER_INPUT',
+  'NOT_FOUND',
+  'ALREADY_EXISTS',
+  'INVALID_TRANSITION',
+  'STATE_CONFLICT',
+  'VERSION_CONFLICT',
+  'OUT_OF_STOCK',
+  'INSUFFICIENT_FUNDS',
+  'IDEMPOTENCY_CONFLICT',
+] as const;
+
+export type EngineErrorCode = (typeof ENGINE_ERROR_CODES)[number] | 'STALE_KEYS' | 'INTERNAL';
+
+export class EngineError extends Error {
+  readonly code: EngineErrorCode;
+  constructor(code: EngineErrorCode, message: string) {
+    super(message);
+    this.name = 'EngineError';
+    this.code = code;
+  }
+}
+
+export function badInput(message: string): EngineError {
+  return new EngineError('BAD_USER_INPUT', message);
+}

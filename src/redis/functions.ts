@@ -1,0 +1,99 @@
+/**
+ * Loads the Redis Function libraries in lua/ at start-up.
+ *
+ * Each `lua/<area>.lua` is one library (`#!lua name=atomflow_<area>` on line 1). The loader inserts
+ * the shared prelude (lua/include/prelude.lua) after line 1, so every library has the same helpers
+ * without hand-kept copies, then loads the library with FUNCTION LOAD REPLACE only when the code on
+ * the server differs from it. Redis older than 7 and Lua compile errors fail fast, naming the library.
+ */
+import { readdir, readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import type { Redis } from 'ioredis';
+
+export const LUA_DIR = fileURLToPath(new URL('../../lua/', import.meta.url));
+const PRELUDE_FILE = path.join(LUA_DIR, 'include', 'prelude.lua');
+
+export interface LibrarySource {
+  name: string;
+  file: string;
+  code: string;
+}
+
+export interface LoadReport {
+  loaded: string[];
+  unchanged: string[];
+}
+
+export class FunctionLoadError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'FunctionLoadError';
+  }
+}
+
+/** Reads lua/*.lua and composes each library's code: line 1, the prelude, then the rest. */
+export async function readLibraries(dir = LUA_DIR): Promise<LibrarySource[]> {
+  const prelude = await readFile(PRELUDE_FILE, 'utf8');
+  const files = (await readdir(dir)).filter((f) => f.endsWith('.lua')).sort();
+  const libraries: LibrarySource[] = [];
+  for (const file of files) {
+    const text = await readFile(path.join(dir, file), 'utf8');
+    const newline = text.indexOf('\n');
+    const shebang = newline === -1 ? text : text.slice(0, newline);
+    const match = /^#!lua name=([A-Za-z0-9_]+)\s*$/.exec(shebang);
+    if (!match) throw new FunctionLoadError(`lua/${file}: line 1 must be "#!lua name=<library>"`);
+    const body = newline === -1 ? '' : text.slice(newline + 1);
+    libraries.push({ name: match[1]!, file, code: `${shebang}\n${prelude}\n${body}` });
+  }
+  return libraries;
+}
+
+export async function assertRedisVersion(redis: Redis): Promise<string> {
+  const info = await redis.info('server');
+  const version = /redis_version:(\S+)/.exec(info)?.[1] ?? '0';
+  const major = Number(version.split('.')[0]);
+  if (!(major >= 7)) {
+    throw new FunctionLoadError(`atomflow needs Redis 7 or newer for Redis Functions; the server runs ${version}`);
+  }
+  return version;
+}
+
+/** The code of every library on the server (FUNCTION LIST WITHCODE), by library name. */
+async function serverLibraries(redis: Redis): Promise<Map<string, string>> {
+  const reply = (await redis.call('FUNCTION', 'LIST', 'WITHCODE')) as unknown[][];
+  const byName = new Map<string, string>();
+  for (const entry of reply) {
+    const fields = new Map<string, unknown>();
+    for (let i = 0; i < entry.length; i += 2) fields.set(String(entry[i]), entry[i + 1]);
+    byName.set(String(fields.get('library_name')), String(fields.get('library_code')));
+  }
+  return byName;
+}
+
+export async function loadFunctions(
+  redis: Redis,
+  options: { dir?: string; log?: (line: string) => void } = {},
+): Promise<LoadReport> {
+  await assertRedisVersion(redis);
+  const libraries = await readLibraries(options.dir);
+  const onServer = await serverLibraries(redis);
+  const report: LoadReport = { loaded: [], unchanged: [] };
+  for (const lib of libraries) {
+    if (onServer.get(lib.name) === lib.code) {
+      report.unchanged.push(lib.name);
+      continue;
+    }
+    try {
+      await redis.call('FUNCTION', 'LOAD', 'REPLACE', lib.code);
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      throw new FunctionLoadError(`Redis rejected library ${lib.name} (lua/${lib.file}): ${reason}`);
+    }
+    report.loaded.push(lib.name);
+  }
+  options.log?.(
+    `redis functions: loaded ${report.loaded.join(', ') || 'none'}; unchanged ${report.unchanged.join(', ') || 'none'}`,
+  );
+  return report;
+}

@@ -1,0 +1,59 @@
+/**
+ * Calling a Redis Function and decoding its reply: the one place where raw replies become typed
+ * values and error replies (`CODE human message`) become EngineErrors carrying their code.
+ */
+import type { Redis } from 'ioredis';
+import { ENGINE_ERROR_CODES, EngineError, type EngineErrorCode } from '../engine/errors.js';
+
+const KNOWN_CODES = new Set<string>([...ENGINE_ERROR_CODES, 'STALE_KEYS']);
+
+/** Turns an ioredis ReplyError from a function into an EngineError; anything else passes through. */
+export function toEngineError(err: unknown): unknown {
+  if (!(err instanceof Error) || err instanceof EngineError) return err;
+  const message = err.message;
+  const space = message.indexOf(' ');
+  const code = space > 0 ? message.slice(0, space) : message;
+  if (KNOWN_CODES.has(code)) {
+    return new EngineError(code as EngineErrorCode, message.slice(space + 1));
+  }
+  return err;
+}
+
+function decode<T>(reply: unknown, name: string): T {
+  if (typeof reply !== 'string') throw new EngineError('INTERNAL', `function ${name} answered a non-JSON reply`);
+  return JSON.parse(reply) as T;
+}
+
+/** FCALL a write function; its reply is JSON. */
+export async function fcall<T>(redis: Redis, name: string, keys: string[], args: (string | number)[]): Promise<T> {
+  try {
+    return decode<T>(await redis.call('FCALL', name, keys.length, ...keys, ...args), name);
+  } catch (err) {
+    throw toEngineError(err);
+  }
+}
+
+/** FCALL_RO a `no-writes` function (may run on a replica). */
+export async function fcallReadOnly<T>(redis: Redis, name: string, keys: string[], args: (string | number)[]): Promise<T> {
+  try {
+    return decode<T>(await redis.call('FCALL_RO', name, keys.length, ...keys, ...args), name);
+  } catch (err) {
+    throw toEngineError(err);
+  }
+}
+
+/** The same FCALL_RO for many calls in one round trip; each result is a value or an EngineError. */
+export async function fcallReadOnlyMany<T>(
+  redis: Redis,
+  name: string,
+  calls: { keys: string[]; args: (string | number)[] }[],
+): Promise<T[]> {
+  if (calls.length === 0) return [];
+  const pipeline = redis.pipeline();
+  for (const c of calls) pipeline.call('FCALL_RO', name, c.keys.length, ...c.keys, ...c.args);
+  const results = (await pipeline.exec()) ?? [];
+  return results.map(([err, reply]) => {
+    if (err) throw toEngineError(err);
+    return decode<T>(reply, name);
+  });
+}
