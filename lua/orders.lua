@@ -1,0 +1,161 @@
+#!lua name=atomflow_orders
+-- Inventory, balances and orders. The shared prelude (lua/include/prelude.lua) is inserted after
+-- line 1 by the loader; see it for the workflow key block and the event ARGV block.
+--
+-- Stock is a string key per product (a count within 2^31 - 1), a balance a string key per account
+-- (integer cents within 10^13). An order is a workflow of the built-in 'order' machine whose hash
+-- also holds userId, productId, quantity, unitPriceCents and totalCents; its transitions (and the
+-- refund on cancelled/returned) go through wf_transition in lua/workflows.lua.
+
+local LIBRARY_VERSION = '1'
+
+--[[ product_restock: add units to a product's stock (creating the product when it has none).
+  KEYS[1] product stock
+  ARGV[1] product id   ARGV[2] quantity (integer 1..2^31-1)
+  Reply: {id, stock}
+  Errors: BAD_USER_INPUT (bad id or quantity, or the resulting stock would exceed 2^31-1)
+]]
+register('product_restock', function(keys, args)
+  local id = check_id(args[1], 'product id')
+  local quantity = check_int(args[2], 'quantity', 1, MAX_INT32)
+  local stock = tonumber(redis.call('GET', keys[1]) or '0')
+  if stock + quantity > MAX_INT32 then
+    reject('BAD_USER_INPUT', 'restocking ' .. fmt_int(quantity) .. ' would take product ' .. id .. ' above ' .. fmt_int(MAX_INT32) .. ' units (stock is ' .. fmt_int(stock) .. ')')
+  end
+  local new_stock = redis.call('INCRBY', keys[1], fmt_int(quantity))
+  return '{"id":' .. cjson.encode(id) .. ',"stock":' .. fmt_int(new_stock) .. '}'
+end)
+
+--[[ account_deposit: add money to an account's balance (creating the account when it has none).
+  KEYS[1] account balance
+  ARGV[1] account id   ARGV[2] amount in cents (integer 1..10^13)
+  Reply: {id, balanceCents}
+  Errors: BAD_USER_INPUT (bad id or amount, or the resulting balance would exceed 10^13 cents)
+]]
+register('account_deposit', function(keys, args)
+  local id = check_id(args[1], 'account id')
+  local amount = check_int(args[2], 'amountCents', 1, MAX_MONEY_CENTS)
+  local balance = tonumber(redis.call('GET', keys[1]) or '0')
+  if balance + amount > MAX_MONEY_CENTS then
+    reject('BAD_USER_INPUT', 'depositing ' .. fmt_int(amount) .. ' cents would take account ' .. id .. ' above ' .. fmt_int(MAX_MONEY_CENTS) .. ' cents (balance is ' .. fmt_int(balance) .. ')')
+  end
+  local new_balance = redis.call('INCRBY', keys[1], fmt_int(amount))
+  return '{"id":' .. cjson.encode(id) .. ',"balanceCents":' .. fmt_int(new_balance) .. '}'
+end)
+
+--[[ product_get (no-writes): a product's stock.
+  KEYS[1] product stock   ARGV[1] product id
+  Reply: {id, stock}, or null when the product was never stocked
+  Errors: BAD_USER_INPUT (bad id)
+]]
+register('product_get', function(keys, args)
+  local id = check_id(args[1], 'product id')
+  local stock = redis.call('GET', keys[1])
+  if not stock then return 'null' end
+  return '{"id":' .. cjson.encode(id) .. ',"stock":' .. stock .. '}'
+end, true)
+
+--[[ account_get (no-writes): an account's balance.
+  KEYS[1] account balance   ARGV[1] account id
+  Reply: {id, balanceCents}, or null when the account was never funded
+  Errors: BAD_USER_INPUT (bad id)
+]]
+register('account_get', function(keys, args)
+  local id = check_id(args[1], 'account id')
+  local balance = redis.call('GET', keys[1])
+  if not balance then return 'null' end
+  return '{"id":' .. cjson.encode(id) .. ',"balanceCents":' .. balance .. '}'
+end, true)
+
+--[[ order_process: place an order, idempotent by order id.
+  KEYS[1..10] the workflow key block of the order (see the prelude), machine = 'order',
+              KEYS[9] product stock, KEYS[10] account balance
+  KEYS[11] the account's order list   KEYS[12] machine name set
+  ARGV[1..3] the event block   ARGV[4] order id   ARGV[5] user (account) id   ARGV[6] product id
+  ARGV[7] quantity (integer 1..2^31-1)   ARGV[8] unit price in cents (integer 0..10^13)
+  Checks, in this order and before any write: arguments (total = quantity * unitPriceCents at most
+  10^13); an existing workflow with that id (not an order: ALREADY_EXISTS; an order with the same
+  userId, productId, quantity and unitPriceCents: answered as it is now, nothing charged; other
+  parameters: IDEMPOTENCY_CONFLICT); product and account known; stock; balance.
+  Writes: the order machine when absent, stock - quantity, balance - total, the order workflow in
+  state pending, the order id at the head of the account's order list.
+  Reply: the order's workflow (with its order fields and allowed transitions).
+  Events: WORKFLOW_TRANSITION {from: null, to: pending} on the workflow channel, then
+  ORDER_CONFIRMED {state: pending} on the orders channel (both appended to the event stream).
+  Errors: BAD_USER_INPUT, ALREADY_EXISTS, IDEMPOTENCY_CONFLICT, NOT_FOUND (product or account),
+  OUT_OF_STOCK, INSUFFICIENT_FUNDS
+]]
+register('order_process', function(keys, args)
+  local k = workflow_keys(keys, 1)
+  local orders_key, machines_key = keys[11], keys[12]
+  if k.stock == nil or k.balance == nil or orders_key == nil or machines_key == nil then
+    reject('BAD_USER_INPUT', 'order_process needs 12 keys')
+  end
+  local ctx = event_context(args)
+  local id = check_id(args[4], 'order id')
+  local user_id = check_id(args[5], 'userId')
+  local product_id = check_id(args[6], 'productId')
+  local quantity = check_int(args[7], 'quantity', 1, MAX_INT32)
+  local unit_price = check_int(args[8], 'unitPriceCents', 0, MAX_MONEY_CENTS)
+  local total = quantity * unit_price
+  if total > MAX_MONEY_CENTS then
+    reject('BAD_USER_INPUT', 'order total would exceed ' .. fmt_int(MAX_MONEY_CENTS) .. ' cents')
+  end
+
+  local existing = hgetall_table(k.workflow)
+  if existing.id ~= nil then
+    if existing.kind ~= 'order' then
+      reject('ALREADY_EXISTS', 'workflow ' .. id .. ' already exists and is not an order')
+    end
+    if existing.userId ~= user_id or existing.productId ~= product_id
+        or existing.quantity ~= fmt_int(quantity) or existing.unitPriceCents ~= fmt_int(unit_price) then
+      reject('IDEMPOTENCY_CONFLICT', 'order ' .. id .. ' already exists with different parameters')
+    end
+    return cjson.encode(workflow_reply(existing, load_machine(k.machine, existing.machineVersion)))
+  end
+
+  local stock = redis.call('GET', k.stock)
+  if not stock then reject('NOT_FOUND', 'product ' .. product_id .. ' not found') end
+  local balance = redis.call('GET', k.balance)
+  if not balance then reject('NOT_FOUND', 'account ' .. user_id .. ' not found') end
+  if tonumber(stock) < quantity then
+    reject('OUT_OF_STOCK', 'product ' .. product_id .. ' has ' .. stock .. ' in stock, ' .. fmt_int(quantity) .. ' requested')
+  end
+  if tonumber(balance) < total then
+    reject('INSUFFICIENT_FUNDS', 'account ' .. user_id .. ' has ' .. balance .. ' cents, the order costs ' .. fmt_int(total))
+  end
+
+  ensure_order_machine(k.machine, machines_key)
+  local definition = load_machine(k.machine)
+  redis.call('DECRBY', k.stock, fmt_int(quantity))
+  redis.call('DECRBY', k.balance, fmt_int(total))
+  local extra = {
+    userId = user_id, productId = product_id, quantity = fmt_int(quantity),
+    unitPriceCents = fmt_int(unit_price), totalCents = fmt_int(total),
+  }
+  local wf = create_workflow(k, ctx, id, ORDER_MACHINE, definition, 'order', {}, extra, now_ms())
+  redis.call('LPUSH', orders_key, id)
+  emit_order_event(k, ctx, 'ORDER_CONFIRMED', wf)
+  return cjson.encode(workflow_reply(wf, definition))
+end)
+
+--[[ account_orders (no-writes): a page of an account's order ids, newest first.
+  KEYS[1] the account's order list   ARGV[1] offset   ARGV[2] page size (1..1000)
+  Reply: {"ids": [orderId, ...], "next": offset or null}
+  Errors: BAD_USER_INPUT (offset or page size)
+]]
+register('account_orders', function(keys, args)
+  local offset = check_int(args[1], 'offset', 0, MAX_INT32)
+  local size = check_int(args[2], 'page size', 1, 1000)
+  local ids = redis.call('LRANGE', keys[1], offset, offset + size)
+  local next_offset = 'null'
+  if #ids > size then
+    ids[#ids] = nil
+    next_offset = fmt_int(offset + size)
+  end
+  local parts = {}
+  for i, id in ipairs(ids) do parts[i] = cjson.encode(id) end
+  return '{"ids":[' .. table.concat(parts, ',') .. '],"next":' .. next_offset .. '}'
+end, true)
+
+register('orders_version', function() return cjson.encode({ library = 'atomflow_orders', version = LIBRARY_VERSION }) end, true)
