@@ -5,18 +5,21 @@
 import type { Redis } from 'ioredis';
 import { DEFAULT_ENGINE_OPTIONS, EngineContext, type EngineOptions } from './context.js';
 import { WorkflowEngine } from '../workflows/workflows.engine.js';
+import { SchedulerEngine } from '../scheduler/scheduler.engine.js';
 import { OrderEngine } from '../orders/orders.engine.js';
 import { SagaEngine } from '../sagas/sagas.engine.js';
 
 export class Engine {
   readonly context: EngineContext;
   readonly workflows: WorkflowEngine;
+  readonly scheduler: SchedulerEngine;
   readonly orders: OrderEngine;
   readonly sagas: SagaEngine;
 
   constructor(redis: Redis, options: Partial<EngineOptions> = {}) {
     this.context = new EngineContext(redis, { ...DEFAULT_ENGINE_OPTIONS, ...options });
     this.workflows = new WorkflowEngine(this.context);
+    this.scheduler = new SchedulerEngine(this.context);
     this.orders = new OrderEngine(this.context);
     this.sagas = new SagaEngine(this.context);
   }

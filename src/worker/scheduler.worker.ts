@@ -1,0 +1,122 @@
+/**
+ * The scheduler worker: every tick, for each tenant, claims the due scheduled transitions (with a
+ * lease) and applies each one. It runs inside the server by default and as a separate process
+ * (`npm run worker`); several workers may run against one Redis: claims hand each due entry to one
+ * of them, and applying is atomic and does nothing for an entry already settled, so every entry
+ * takes effect exactly once even when a worker dies between claim and apply (its lease runs out and
+ * another worker claims the entry again).
+ */
+import type { SchedulerEngine } from '../scheduler/scheduler.engine.js';
+import { assertId, assertInt, MAX_INT32 } from '../engine/validation.js';
+import { MAX_CLAIM } from '../scheduler/scheduler.engine.js';
+
+export interface SchedulerWorkerOptions {
+  /** Tenants whose entries this worker applies. Default ['default']. */
+  tenants?: string[];
+  /** Pause between the end of one tick and the start of the next, in ms. Default 250. */
+  tickMs?: number;
+  /** How long a claim keeps an entry from other workers, in ms. Default 30000. */
+  leaseMs?: number;
+  /** Entries claimed per call. Default 100. */
+  batchSize?: number;
+  /** Where failures are reported; the loop goes on after logging. Default console.error. */
+  log?: (line: string) => void;
+}
+
+export class SchedulerWorker {
+  readonly tenants: readonly string[];
+  readonly tickMs: number;
+  readonly leaseMs: number;
+  readonly batchSize: number;
+  private readonly log: (line: string) => void;
+  private running = false;
+  /** Set by stop(): a tick in flight finishes its current batch and claims no more. */
+  private stopping = false;
+  private timer: NodeJS.Timeout | null = null;
+  private inFlight: Promise<void> | null = null;
+
+  constructor(
+    private readonly engine: { readonly scheduler: Pick<SchedulerEngine, 'claimDue' | 'apply'> },
+    options: SchedulerWorkerOptions = {},
+  ) {
+    this.tenants = (options.tenants ?? ['default']).map((t) => assertId(t, 'tenant'));
+    this.tickMs = assertInt(options.tickMs ?? 250, 'tickMs', 1, MAX_INT32);
+    this.leaseMs = assertInt(options.leaseMs ?? 30_000, 'leaseMs', 1, MAX_INT32);
+    this.batchSize = assertInt(options.batchSize ?? 100, 'batchSize', 1, MAX_CLAIM);
+    this.log = options.log ?? ((line) => console.error(line));
+  }
+
+  get isRunning(): boolean {
+    return this.running;
+  }
+
+  /** Starts ticking: the first tick runs at once, each next one tickMs after the previous ended. */
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.stopping = false;
+    // a tick still finishing after stop() schedules the next one itself
+    if (!this.inFlight && !this.timer) this.schedule(0);
+  }
+
+  /** Stops ticking; resolves once the tick in flight (if any) has finished. Leaves no timer. */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.stopping = true;
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    await this.inFlight;
+    if (!this.running) this.stopping = false;
+  }
+
+  /**
+   * One pass: for each tenant, claims due entries batch by batch and applies them. Returns how many
+   * entries this pass claimed and applied (settled as DONE or FAILED, or found already settled).
+   * An entry whose apply fails (Redis unreachable, say) is logged and left to its lease.
+   */
+  async tick(): Promise<number> {
+    let applied = 0;
+    for (const tenant of this.tenants) {
+      if (this.stopping) break;
+      try {
+        for (;;) {
+          const ids = await this.engine.scheduler.claimDue(tenant, { limit: this.batchSize, leaseMs: this.leaseMs });
+          const results = await Promise.allSettled(ids.map((id) => this.engine.scheduler.apply(tenant, id)));
+          results.forEach((r, i) => {
+            if (r.status === 'fulfilled') applied++;
+            else this.log(`scheduler: applying ${tenant}/${ids[i]} failed: ${describe(r.reason)}`);
+          });
+          if (ids.length < this.batchSize || this.stopping) break;
+        }
+      } catch (err) {
+        this.log(`scheduler: claiming due entries of tenant ${tenant} failed: ${describe(err)}`);
+      }
+    }
+    return applied;
+  }
+
+  private schedule(delay: number): void {
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.inFlight = this.tick()
+        .then(
+          () => undefined,
+          (err: unknown) => this.log(`scheduler: tick failed: ${describe(err)}`),
+        )
+        .finally(() => {
+          this.inFlight = null;
+          if (this.running && !this.timer) this.schedule(this.tickMs);
+        });
+    }, delay);
+  }
+}
+
+function describe(err: unknown): string {
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    return typeof code === 'string' ? `${code} ${err.message}` : err.message;
+  }
+  return String(err);
+}
