@@ -202,8 +202,11 @@ register('wf_list', function(keys, args)
   local size = check_int(args[2], 'page size', 1, 1000)
   local min = '[' .. prefix
   if args[3] ~= '' then
-    if args[3]:sub(1, #prefix) ~= prefix then reject('BAD_USER_INPUT', 'cursor does not belong to this listing') end
-    min = '(' .. args[3]
+    local position = args[3]
+    if position:sub(1, #prefix) ~= prefix or not position:sub(#prefix + 1):find('^%d%d%d%d%d%d%d%d%d%d%d%d%d:[^:]+:[^:]+$') then
+      reject('BAD_USER_INPUT', 'cursor does not belong to this listing')
+    end
+    min = '(' .. position
   end
   local max = '+'
   if prefix ~= '' then max = '(' .. prefix:sub(1, -2) .. ';' end   -- ';' sorts right after ':'

@@ -309,9 +309,10 @@ export class WorkflowEngine {
     filter: { machine?: string | null; state?: string | null; first?: number; after?: string | null },
   ): Promise<Page<Workflow>> {
     const first = assertPageSize(filter.first, 20);
-    const machine = filter.machine ? assertName(filter.machine, 'machine') : null;
-    const state = filter.state ? assertName(filter.state, 'state') : null;
+    const machine = filter.machine === undefined || filter.machine === null ? null : assertName(filter.machine, 'machine');
+    const state = filter.state === undefined || filter.state === null ? null : assertName(filter.state, 'state');
     const after = decodeCursor(filter.after);
+    if (after !== '' && !isListPosition(after, machine, state)) throw badInput('after is not a cursor of this listing');
     const k = this.ctx.keys(tenant);
     const index = machine
       ? state
@@ -336,6 +337,14 @@ export class WorkflowEngine {
       nextCursor: page.next === null ? null : encodeCursor(page.next),
     };
   }
+}
+
+/** A wf_list position: '[<state>:]<13-digit inverted time>:<id>:<machine>' (lua/workflows.lua). */
+function isListPosition(position: string, machine: string | null, state: string | null): boolean {
+  const match = /^(?:([A-Za-z][A-Za-z0-9_-]{0,63}):)?\d{13}:([A-Za-z0-9][A-Za-z0-9_.-]{0,127}):([A-Za-z][A-Za-z0-9_-]{0,63})$/.exec(position);
+  if (!match) return false;
+  if ((match[1] ?? null) !== state) return false;
+  return machine === null || match[3] === machine;
 }
 
 interface RawHistoryEntry {

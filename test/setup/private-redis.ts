@@ -65,7 +65,7 @@ export async function startPrivateRedis(port?: number): Promise<PrivateRedis> {
     port: chosen,
     process: child,
     async stop() {
-      if (child.exitCode !== null) return;
+      if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
       child.kill('SIGTERM');
       await exited;

@@ -1,0 +1,89 @@
+/**
+ * Settings come from environment variables, read and validated here once. A bad value stops the
+ * process at start with a message naming the variable.
+ */
+export interface Config {
+  /** HTTP and WebSocket port; 0 picks a free one (tests). */
+  port: number;
+  host: string;
+  /** REDIS_URL; when absent atomflow looks for a local Redis or starts its own (src/redis/connect.ts). */
+  redisUrl: string | null;
+  /** Where to look for a running Redis when REDIS_URL is unset (LOCAL_REDIS_URL). */
+  localRedisUrl: string;
+  /** Where a Redis that atomflow starts itself keeps its append-only file. */
+  dataDir: string;
+  worker: { enabled: boolean; tickMs: number; leaseMs: number; tenants: string[] };
+  streamMaxLen: number;
+  /** development shows stack traces in GraphQL errors; anything else hides them. */
+  nodeEnv: string;
+  logLevel: 'silent' | 'info';
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!/^\d+$/.test(raw.trim()) || Number(raw) < min || Number(raw) > max) {
+    throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
+  }
+  return Number(raw);
+}
+
+function boolean(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = raw.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(value)) return true;
+  if (['0', 'false', 'no', 'off'].includes(value)) return false;
+  throw new ConfigError(`${name} must be true or false, got "${raw}"`);
+}
+
+function redisUrlVar(env: Env, name: string): string | null {
+  const value = env[name]?.trim() || null;
+  if (value === null) return null;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError(`${name} must be a URL such as redis://127.0.0.1:6379, got "${value}"`);
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+    throw new ConfigError(`${name} must start with redis:// or rediss://, got "${value}"`);
+  }
+  return value;
+}
+
+export function readConfig(env: Env = process.env): Config {
+  const redisUrl = redisUrlVar(env, 'REDIS_URL');
+  const localRedisUrl = redisUrlVar(env, 'LOCAL_REDIS_URL') ?? 'redis://127.0.0.1:6379';
+  const tenants = (env.WORKER_TENANTS ?? 'default').split(',').map((t) => t.trim()).filter(Boolean);
+  if (tenants.length === 0 || tenants.some((t) => !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(t))) {
+    throw new ConfigError(`WORKER_TENANTS must be a comma-separated list of tenant ids, got "${env.WORKER_TENANTS}"`);
+  }
+  const logLevel = env.LOG_LEVEL?.trim() || 'info';
+  if (logLevel !== 'info' && logLevel !== 'silent') throw new ConfigError(`LOG_LEVEL must be info or silent, got "${logLevel}"`);
+  return {
+    port: integer(env, 'PORT', 4000, 0, 65535),
+    host: env.HOST?.trim() || '127.0.0.1',
+    redisUrl,
+    localRedisUrl,
+    dataDir: env.DATA_DIR?.trim() || './data',
+    worker: {
+      enabled: boolean(env, 'WORKER_ENABLED', true),
+      tickMs: integer(env, 'WORKER_TICK_MS', 250, 10, 60_000),
+      leaseMs: integer(env, 'WORKER_LEASE_MS', 30_000, 100, 3_600_000),
+      tenants,
+    },
+    streamMaxLen: integer(env, 'EVENT_STREAM_MAXLEN', 100_000, 1, 1_000_000_000),
+    nodeEnv: env.NODE_ENV?.trim() || 'production',
+    logLevel,
+  };
+}

@@ -1,0 +1,90 @@
+/**
+ * GraphQL entry points for inventory, accounts and orders; each resolver makes one typed call to
+ * src/orders/orders.engine.ts (lua/orders.lua). Order transitions use transitionWorkflow.
+ */
+import { Arg, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root, Subscription } from 'type-graphql';
+import type { GraphQLContext } from '../graphql/context.js';
+import { SafeIntScalar } from '../graphql/scalars.js';
+import { tenantKeys } from '../redis/keys.js';
+import { Account, Order, OrderEvent, OrderPage, Product } from './order.type.js';
+import { ProcessOrderInput } from './order.input.js';
+
+/** What lua PUBLISHes on the orders channel (prelude: emit_order_event). */
+interface OrderEventMessage {
+  eventId: string;
+  type: string;
+  orderId: string;
+  userId: string;
+  state: string;
+  totalCents: number;
+  at: number;
+}
+
+@Resolver(() => Product)
+export class ProductResolver {
+  @Query(() => Product, { nullable: true })
+  product(@Arg('id', () => ID) id: string, @Ctx() { engine, tenant }: GraphQLContext) {
+    return engine.orders.product(tenant, id);
+  }
+
+  @Mutation(() => Product, { description: 'Adds stock (a positive quantity).' })
+  restockProduct(
+    @Arg('productId', () => ID) productId: string,
+    @Arg('quantity', () => Int) quantity: number,
+    @Ctx() { engine, tenant }: GraphQLContext,
+  ) {
+    return engine.orders.restock(tenant, productId, quantity);
+  }
+}
+
+@Resolver(() => Account)
+export class AccountResolver {
+  @Query(() => Account, { nullable: true })
+  account(@Arg('id', () => ID) id: string, @Ctx() { engine, tenant }: GraphQLContext) {
+    return engine.orders.account(tenant, id);
+  }
+
+  @Mutation(() => Account, { description: 'Adds funds (a positive amount of cents).' })
+  depositFunds(
+    @Arg('accountId', () => ID) accountId: string,
+    @Arg('amountCents', () => SafeIntScalar) amountCents: number,
+    @Ctx() { engine, tenant }: GraphQLContext,
+  ) {
+    return engine.orders.deposit(tenant, accountId, amountCents);
+  }
+
+  @FieldResolver(() => OrderPage, { description: "The account's orders, newest first." })
+  orders(
+    @Root() account: Account,
+    @Arg('first', () => Int, { nullable: true, defaultValue: 20 }) first: number | null,
+    @Arg('after', () => String, { nullable: true }) after: string | null,
+    @Ctx() { engine, tenant }: GraphQLContext,
+  ) {
+    return engine.orders.accountOrders(tenant, account.id, { first: first ?? undefined, after });
+  }
+}
+
+@Resolver(() => Order)
+export class OrderResolver {
+  @Query(() => Order, { nullable: true })
+  order(@Arg('id', () => ID) id: string, @Ctx() { engine, tenant }: GraphQLContext) {
+    return engine.orders.order(tenant, id);
+  }
+
+  @Mutation(() => Order, {
+    description: 'Checks stock and funds, then in one atomic call deducts both, creates the order and notifies.',
+  })
+  processOrder(@Arg('input', () => ProcessOrderInput) input: ProcessOrderInput, @Ctx() { engine, tenant }: GraphQLContext) {
+    return engine.orders.processOrder(tenant, input);
+  }
+
+  @Subscription(() => OrderEvent, {
+    description: 'Order events, optionally of one account.',
+    topics: ({ context }: { context: GraphQLContext }) => tenantKeys(context.tenant).ordersChannel(),
+    filter: ({ payload, args }: { payload: OrderEventMessage; args: { userId?: string | null } }) =>
+      !args.userId || payload.userId === args.userId,
+  })
+  orderEvents(@Root() message: OrderEventMessage, @Arg('userId', () => ID, { nullable: true }) _userId: string | null): OrderEvent {
+    return { ...message, at: new Date(message.at) };
+  }
+}

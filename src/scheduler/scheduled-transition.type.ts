@@ -1,0 +1,50 @@
+import { Field, ID, InputType, ObjectType, registerEnumType } from 'type-graphql';
+import { DateTimeScalar, JSONScalar } from '../graphql/scalars.js';
+import type { JsonObject } from '../engine/validation.js';
+
+export enum ScheduleStatus {
+  PENDING = 'PENDING',
+  DONE = 'DONE',
+  FAILED = 'FAILED',
+  CANCELLED = 'CANCELLED',
+}
+registerEnumType(ScheduleStatus, { name: 'ScheduleStatus' });
+
+@ObjectType({ description: 'A transition to apply at a time; each entry takes effect exactly once.' })
+export class ScheduledTransition {
+  @Field(() => ID)
+  id!: string;
+
+  @Field(() => ID)
+  workflowId!: string;
+
+  @Field(() => String)
+  to!: string;
+
+  @Field(() => DateTimeScalar)
+  runAt!: Date;
+
+  @Field(() => ScheduleStatus)
+  status!: ScheduleStatus;
+
+  @Field(() => String, { nullable: true, description: 'Why it FAILED: an error code and message, e.g. INVALID_TRANSITION.' })
+  error!: string | null;
+
+  @Field(() => DateTimeScalar, { nullable: true })
+  executedAt!: Date | null;
+}
+
+@InputType()
+export class ScheduleTransitionInput {
+  @Field(() => ID)
+  workflowId!: string;
+
+  @Field(() => String, { description: 'Must be a state of the machine; whether it is allowed is decided when it runs.' })
+  to!: string;
+
+  @Field(() => DateTimeScalar)
+  runAt!: Date;
+
+  @Field(() => JSONScalar, { nullable: true })
+  metadata?: JsonObject | null;
+}

@@ -1,0 +1,239 @@
+/**
+ * createServer(config) -> { url, stop }: one Node HTTP server carries the GraphQL endpoint (Apollo,
+ * through its integration API), WebSocket subscriptions (graphql-ws) on the same path, /healthz and
+ * /readyz. Where a request enters: handleHttp (queries, mutations) and useServer (subscriptions);
+ * both use the one schema and build the context with createContext.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ApolloServer, HeaderMap, type HTTPGraphQLRequest } from '@apollo/server';
+import { ApolloServerPluginCacheControlDisabled } from '@apollo/server/plugin/disabled';
+import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
+import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
+import { WebSocketServer } from 'ws';
+import { useServer } from 'graphql-ws/use/ws';
+import { Redis } from 'ioredis';
+import type { Config } from './config.js';
+import { Engine } from './engine/engine.js';
+import { createContext, DEFAULT_TENANT, type GraphQLContext } from './graphql/context.js';
+import { formatGraphQLError } from './graphql/errors.js';
+import { buildGraphQLSchema } from './graphql/schema.js';
+import { createLog, type Log } from './log.js';
+import { createEventRelay } from './pubsub.js';
+import { resolveRedis } from './redis/connect.js';
+import { loadFunctions } from './redis/functions.js';
+import { SchedulerWorker } from './worker/scheduler.worker.js';
+
+export const GRAPHQL_PATH = '/graphql';
+const MAX_BODY_BYTES = 1024 * 1024;
+
+export interface RunningServer {
+  /** http://host:port/graphql */
+  url: string;
+  /** ws://host:port/graphql */
+  wsUrl: string;
+  port: number;
+  redisUrl: string;
+  engine: Engine;
+  worker: SchedulerWorker | null;
+  /** Live subscription listeners on a channel in this instance (tests wait on it). */
+  listenerCount(channel: string): number;
+  stop(): Promise<void>;
+}
+
+/** Loads the functions and the built-in order machine; run at start and after every reconnect. */
+async function prepareRedis(redis: Redis, engine: Engine, tenant: string, log: Log): Promise<void> {
+  await loadFunctions(redis, { log });
+  await engine.workflows.ensureOrderMachine(tenant);
+}
+
+export interface ServerOptions {
+  log?: Log;
+  /**
+   * The tenant every request and connection works in. Authentication will decide it per request in
+   * createContext; until then one server serves one tenant (tests give each file its own).
+   */
+  tenant?: string;
+}
+
+export async function createServer(config: Config, options: ServerOptions = {}): Promise<RunningServer> {
+  const log = options.log ?? createLog(config.logLevel);
+  const tenant = options.tenant ?? DEFAULT_TENANT;
+  const resolved = await resolveRedis({ redisUrl: config.redisUrl, localUrl: config.localRedisUrl, dataDir: config.dataDir, log });
+  // Commands fail fast while Redis is away (no long offline queue), and the client keeps reconnecting.
+  const redis = new Redis(resolved.url, { maxRetriesPerRequest: 1, enableAutoPipelining: true });
+  let redisErrorLogged = false;
+  redis.on('error', (err) => {
+    if (!redisErrorLogged) log(`redis: ${err.message} (reconnecting)`);
+    redisErrorLogged = true;
+  });
+  const engine = new Engine(redis, { streamMaxLen: config.streamMaxLen });
+
+  let functionsReady = false;
+  try {
+    await prepareRedis(redis, engine, tenant, log);
+    functionsReady = true;
+  } catch (err) {
+    redis.disconnect();
+    await resolved.stop();
+    throw err;
+  }
+  // A Redis that restarts empty loses its functions: load them again when the connection returns.
+  redis.on('close', () => {
+    functionsReady = false;
+  });
+  redis.on('ready', () => {
+    redisErrorLogged = false;
+    prepareRedis(redis, engine, tenant, log).then(
+      () => (functionsReady = true),
+      (err: Error) => log(`redis: could not load functions after reconnect: ${err.message}`),
+    );
+  });
+
+  const errorFormat = { log, development: config.nodeEnv === 'development' };
+  const relay = createEventRelay(resolved.url);
+  const schema = await buildGraphQLSchema(relay.pubSub);
+  const httpServer = http.createServer();
+  const wsServer = new WebSocketServer({ server: httpServer, path: GRAPHQL_PATH });
+  const subscriptions = useServer<Record<string, unknown>, Record<string, never>>(
+    {
+      schema,
+      context: () => createContext(engine, tenant),
+      onNext: (_ctx, _id, _payload, _args, result) =>
+        result.errors ? { ...result, errors: result.errors.map((e) => formatGraphQLError(e.toJSON(), e, errorFormat)) } : undefined,
+      onError: (_ctx, _id, _payload, errors) => errors.map((e) => formatGraphQLError(e.toJSON(), e, errorFormat)),
+    },
+    wsServer,
+  );
+
+  const apollo = new ApolloServer<GraphQLContext>({
+    schema,
+    includeStacktraceInErrorResponses: false,
+    // src/main.ts owns SIGTERM/SIGINT and stops everything in order (worker, HTTP, sockets, Redis)
+    stopOnTerminationSignals: false,
+    formatError: (formatted, error) => formatGraphQLError(formatted, error, errorFormat),
+    plugins: [
+      ApolloServerPluginCacheControlDisabled(),
+      ApolloServerPluginDrainHttpServer({ httpServer }),
+      ApolloServerPluginLandingPageLocalDefault({ footer: false }),
+      {
+        async serverWillStart() {
+          return {
+            async drainServer() {
+              await subscriptions.dispose(); // closes every socket with 1001 Going Away
+            },
+          };
+        },
+      },
+    ],
+  });
+  await apollo.start();
+
+  async function ready(): Promise<boolean> {
+    if (!functionsReady || redis.status !== 'ready') return false;
+    const ping = redis.ping().then(
+      (reply) => reply === 'PONG',
+      () => false,
+    );
+    const timeout = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 1000).unref());
+    return Promise.race([ping, timeout]);
+  }
+
+  async function handleHttp(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (url.pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
+    if (url.pathname === '/readyz') {
+      const ok = await ready();
+      return sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'unavailable', redis: redis.status, functionsLoaded: functionsReady });
+    }
+    if (url.pathname !== GRAPHQL_PATH) return sendJson(res, 404, { error: `not found; the API is at ${GRAPHQL_PATH}` });
+
+    let body: unknown;
+    try {
+      body = await readBody(req);
+    } catch (err) {
+      return sendJson(res, (err as { status?: number }).status ?? 400, { errors: [{ message: (err as Error).message, extensions: { code: 'BAD_REQUEST' } }] });
+    }
+    const headers = new HeaderMap();
+    for (const [name, value] of Object.entries(req.headers)) {
+      if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
+    }
+    const httpGraphQLRequest: HTTPGraphQLRequest = { method: (req.method ?? 'GET').toUpperCase(), headers, search: url.search, body };
+    const response = await apollo.executeHTTPGraphQLRequest({ httpGraphQLRequest, context: async () => createContext(engine, tenant) });
+    for (const [name, value] of response.headers) res.setHeader(name, value);
+    res.statusCode = response.status ?? 200;
+    if (response.body.kind === 'complete') {
+      res.end(response.body.string);
+      return;
+    }
+    for await (const chunk of response.body.asyncIterator) res.write(chunk);
+    res.end();
+  }
+
+  httpServer.on('request', (req, res) => {
+    handleHttp(req, res).catch((err: Error) => {
+      log(`http: ${err.stack ?? err.message}`);
+      if (!res.headersSent) sendJson(res, 500, { errors: [{ message: 'Internal server error', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] });
+      else res.end();
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    httpServer.once('error', reject);
+    httpServer.listen(config.port, config.host, () => resolve());
+  });
+  const { port } = httpServer.address() as AddressInfo;
+  const hostForUrl = config.host.includes(':') ? `[${config.host}]` : config.host;
+
+  const worker = config.worker.enabled
+    ? new SchedulerWorker(engine, { tenants: config.worker.tenants, tickMs: config.worker.tickMs, leaseMs: config.worker.leaseMs, log })
+    : null;
+  worker?.start();
+
+  let stopping: Promise<void> | null = null;
+  return {
+    url: `http://${hostForUrl}:${port}${GRAPHQL_PATH}`,
+    wsUrl: `ws://${hostForUrl}:${port}${GRAPHQL_PATH}`,
+    port,
+    redisUrl: resolved.url,
+    engine,
+    worker,
+    listenerCount: (channel) => relay.listenerCount(channel),
+    stop() {
+      stopping ??= (async () => {
+        await worker?.stop();
+        await apollo.stop(); // stops accepting, finishes in-flight requests, closes subscriptions
+        await relay.close();
+        redis.disconnect();
+        await resolved.stop();
+      })();
+      return stopping;
+    },
+  };
+}
+
+function sendJson(res: ServerResponse, status: number, value: unknown): void {
+  res.statusCode = status;
+  res.setHeader('content-type', 'application/json; charset=utf-8');
+  res.end(JSON.stringify(value));
+}
+
+async function readBody(req: IncomingMessage): Promise<unknown> {
+  if (req.method === 'GET' || req.method === 'HEAD') return undefined;
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES) throw Object.assign(new Error(`request body exceeds ${MAX_BODY_BYTES} bytes`), { status: 413 });
+    chunks.push(chunk as Buffer);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  const type = req.headers['content-type'] ?? '';
+  if (!type.includes('application/json')) return text;
+  if (text === '') return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw Object.assign(new Error('request body is not valid JSON'), { status: 400 });
+  }
+}

@@ -1,0 +1,167 @@
+/**
+ * API test harness: an in-process atomflow server on a free port against the private redis-server,
+ * a plain HTTP POST client, and a graphql-ws client that collects subscription events.
+ */
+import { randomUUID } from 'node:crypto';
+import { inject } from 'vitest';
+import { createClient, type Client } from 'graphql-ws';
+import WebSocket from 'ws';
+import { Redis } from 'ioredis';
+import { readConfig, type Config } from '../../src/config.js';
+import { createServer, type RunningServer } from '../../src/server.js';
+import { snapshotTenant, uniqueTenant } from '../setup/helpers.js';
+
+export interface GraphQLResponse<T = Record<string, any>> {
+  status: number;
+  data?: T | null;
+  errors?: { message: string; path?: string[]; extensions?: { code?: string; [k: string]: unknown } }[];
+}
+
+export interface TestServer {
+  server: RunningServer;
+  tenant: string;
+  redis: Redis;
+  gql<T = Record<string, any>>(query: string, variables?: Record<string, unknown>): Promise<GraphQLResponse<T>>;
+  snapshot(): Promise<Record<string, unknown>>;
+  subscribe(query: string, variables?: Record<string, unknown>): Promise<Subscription>;
+  close(): Promise<void>;
+}
+
+export interface Subscription {
+  events: any[];
+  errors: unknown[];
+  /** Resolves once `count` events have arrived (fails the test on timeout). */
+  waitFor(count: number, timeoutMs?: number): Promise<any[]>;
+  close(): void;
+}
+
+export function testConfig(overrides: Partial<Config> = {}): Config {
+  const base = readConfig({ REDIS_URL: inject('redisUrl'), PORT: '0', LOG_LEVEL: 'silent', WORKER_ENABLED: 'false' });
+  return { ...base, ...overrides, worker: { ...base.worker, ...(overrides.worker ?? {}) } };
+}
+
+export async function postGraphQL<T>(url: string, query: string, variables?: Record<string, unknown>): Promise<GraphQLResponse<T>> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = (await res.json()) as GraphQLResponse<T>;
+  return { ...body, status: res.status };
+}
+
+/**
+ * Subscribes over graphql-ws and resolves once the server reports one more live listener
+ * (`listenerCount`, e.g. `() => server.listenerCount(channel)`): events published after that reach it.
+ */
+export async function openSubscription(
+  wsUrl: string,
+  listenerCount: () => number,
+  query: string,
+  variables?: Record<string, unknown>,
+): Promise<Subscription & { client: Client }> {
+  const client = createClient({ url: wsUrl, webSocketImpl: WebSocket, lazy: false, retryAttempts: 0 });
+  const events: any[] = [];
+  const errors: unknown[] = [];
+  let waiters: (() => void)[] = [];
+  const before = listenerCount();
+  const dispose = client.subscribe(
+    { query, variables },
+    {
+      next: (value) => {
+        if (value.errors) errors.push(value.errors);
+        else events.push(value.data);
+        waiters.forEach((w) => w());
+      },
+      error: (err) => {
+        errors.push(err);
+        waiters.forEach((w) => w());
+      },
+      complete: () => {},
+    },
+  );
+  const deadline = Date.now() + 5000;
+  while (listenerCount() <= before) {
+    if (errors.length) throw new Error(`subscription failed: ${JSON.stringify(errors)}`);
+    if (Date.now() > deadline) throw new Error('the server reported no new subscription listener');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return {
+    client,
+    events,
+    errors,
+    waitFor(count, timeoutMs = 5000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          if (events.length >= count) {
+            clearTimeout(timer);
+            waiters = waiters.filter((w) => w !== check);
+            resolve(events);
+          }
+        };
+        const timer = setTimeout(() => reject(new Error(`expected ${count} events, got ${events.length}: ${JSON.stringify(events)}`)), timeoutMs);
+        waiters.push(check);
+        check();
+      });
+    },
+    close() {
+      dispose();
+      void client.dispose();
+    },
+  };
+}
+
+/** Redis' own count of subscribed connections on a channel (one per server instance, at most). */
+export async function subscriberCount(redis: Redis, channel: string): Promise<number> {
+  const reply = (await redis.call('PUBSUB', 'NUMSUB', channel)) as [string, number];
+  return Number(reply[1]);
+}
+
+/** Starts a server for one test file, in a tenant of its own. */
+export async function startTestServer(options: { config?: Partial<Config>; tenant?: string } = {}): Promise<TestServer> {
+  const tenant = options.tenant ?? uniqueTenant('api');
+  const config = testConfig({ ...options.config, worker: { ...testConfig().worker, tenants: [tenant], ...(options.config?.worker ?? {}) } });
+  const server = await createServer(config, { tenant });
+  const redis = new Redis(server.redisUrl, { maxRetriesPerRequest: 1 });
+  const subscriptions: Subscription[] = [];
+  return {
+    server,
+    tenant,
+    redis,
+    gql: (query, variables) => postGraphQL(server.url, query, variables),
+    snapshot: () => snapshotTenant(redis, tenant),
+    async subscribe(query, variables) {
+      const channel = /orderEvents/.test(query)
+        ? server.engine.context.keys(tenant).ordersChannel()
+        : server.engine.context.keys(tenant).workflowChannel();
+      const sub = await openSubscription(server.wsUrl, () => server.listenerCount(channel), query, variables);
+      subscriptions.push(sub);
+      return sub;
+    },
+    async close() {
+      subscriptions.forEach((s) => s.close());
+      await server.stop();
+      redis.disconnect();
+    },
+  };
+}
+
+export function uid(prefix = 'id'): string {
+  return `${prefix}-${randomUUID().slice(0, 8)}`;
+}
+
+/** Expects a GraphQL error with `code` and that the tenant's keys did not change. */
+export async function expectGraphQLErrorWithoutWrites(
+  t: TestServer,
+  query: string,
+  variables: Record<string, unknown> | undefined,
+  code: string,
+): Promise<GraphQLResponse> {
+  const before = await t.snapshot();
+  const res = await t.gql(query, variables);
+  const codes = (res.errors ?? []).map((e) => e.extensions?.code);
+  if (!codes.includes(code)) throw new Error(`expected ${code}, got ${JSON.stringify(res)}`);
+  const after = await t.snapshot();
+  if (JSON.stringify(after) !== JSON.stringify(before)) throw new Error(`a rejected request (${code}) changed the tenant's keys`);
+  return res;
+}
