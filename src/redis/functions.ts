@@ -18,6 +18,8 @@ export interface LibrarySource {
   name: string;
   file: string;
   code: string;
+  /** Lines the prelude (and its separator) adds after line 1, to map Redis' line numbers back. */
+  preludeLines: number;
 }
 
 export interface LoadReport {
@@ -44,9 +46,19 @@ export async function readLibraries(dir = LUA_DIR): Promise<LibrarySource[]> {
     const match = /^#!lua name=([A-Za-z0-9_]+)\s*$/.exec(shebang);
     if (!match) throw new FunctionLoadError(`lua/${file}: line 1 must be "#!lua name=<library>"`);
     const body = newline === -1 ? '' : text.slice(newline + 1);
-    libraries.push({ name: match[1]!, file, code: `${shebang}\n${prelude}\n${body}` });
+    libraries.push({ name: match[1]!, file, code: `${shebang}\n${prelude}\n${body}`, preludeLines: prelude.split('\n').length });
   }
   return libraries;
+}
+
+/** Rewrites Redis' `user_function:<line>:` into the file and line the code came from. */
+function sourceLocations(message: string, lib: LibrarySource): string {
+  return message.replace(/user_function:(\d+):/g, (_all, n: string) => {
+    const line = Number(n);
+    if (line === 1) return `lua/${lib.file}:1:`;
+    if (line <= 1 + lib.preludeLines) return `lua/include/prelude.lua:${line - 1}:`;
+    return `lua/${lib.file}:${line - lib.preludeLines}:`;
+  });
 }
 
 export async function assertRedisVersion(redis: Redis): Promise<string> {
@@ -87,7 +99,7 @@ export async function loadFunctions(
     try {
       await redis.call('FUNCTION', 'LOAD', 'REPLACE', lib.code);
     } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err);
+      const reason = sourceLocations(err instanceof Error ? err.message : String(err), lib);
       throw new FunctionLoadError(`Redis rejected library ${lib.name} (lua/${lib.file}): ${reason}`);
     }
     report.loaded.push(lib.name);
