@@ -11,7 +11,7 @@ import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { Redis } from 'ioredis';
 import { freePort, startPrivateRedis } from '../setup/private-redis.js';
-import { redisUrl, uniqueTenant } from '../setup/helpers.js';
+import { createTestEngine, redisUrl, uniqueTenant } from '../setup/helpers.js';
 import { createServer } from '../../src/server.js';
 import { resolveRedis, RedisUnavailableError } from '../../src/redis/connect.js';
 import { openSubscription, postGraphQL, testConfig, uid } from './harness.js';
@@ -171,6 +171,33 @@ describe('finding Redis', () => {
     // redis-server wrote its append-only file there (Redis 7 keeps it in appendonlydir/)
     expect(existsSync(path.join(dataDir, 'appendonlydir'))).toBe(true);
     expect(readdirSync(path.join(dataDir, 'appendonlydir')).some((f) => f.includes('.aof'))).toBe(true);
+  });
+});
+
+describe('the worker as a process of its own (npm run worker)', () => {
+  it('applies due scheduled transitions of its tenants and stops on SIGTERM', async () => {
+    const tenant = uniqueTenant('worker');
+    const { redis, engine } = await createTestEngine();
+    cleanups.push(() => redis.disconnect());
+    await engine.workflows.defineMachine(tenant, { name: 'light', initialState: 'off', states: ['off', 'on'], transitions: [{ from: 'off', to: ['on'] }] });
+    await engine.workflows.start(tenant, { id: 'lamp', machine: 'light' });
+    const entry = await engine.scheduler.schedule(tenant, { workflowId: 'lamp', to: 'on', runAt: new Date() });
+
+    const child = spawn(process.execPath, ['--import', 'tsx', path.resolve('src/worker/main.ts')], {
+      env: { PATH: process.env.PATH ?? '', HOME: os.tmpdir(), REDIS_URL: redisUrl(), WORKER_TENANTS: tenant, WORKER_TICK_MS: '50' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (d) => (output += d));
+    child.stderr.on('data', (d) => (output += d));
+    cleanups.push(() => {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    });
+    await expect.poll(async () => (await engine.scheduler.get(tenant, entry.id))?.status, { timeout: 15_000 }).toBe('DONE');
+    expect((await engine.workflows.get(tenant, 'lamp'))?.state).toBe('on');
+    expect(output).toContain(`scheduler worker running on ${redisUrl()} for tenants ${tenant}`);
+    child.kill('SIGTERM');
+    expect(await exitOf(child)).toBe(0);
   });
 });
 

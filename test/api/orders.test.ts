@@ -19,10 +19,9 @@ beforeAll(async () => {
 afterAll(() => t.close());
 
 /**
- * t.subscribe() waits for one more Redis subscriber on the channel, but a server's RedisPubSub
- * holds one Redis subscription per channel however many clients listen. So every test closes its
- * subscriptions and waits until the channel has no subscriber left, and a test that needs two
- * listeners at once opens the second one through a second server instance on the same tenant.
+ * Every test closes its subscriptions and waits until the server has let go of the channel, so no
+ * listener outlives its test. The userId filter test opens its second listener through a second
+ * server instance on the same tenant, which also checks the relay between instances.
  */
 const openSubs: Subscription[] = [];
 async function subscribe(server: TestServer, query: string, variables: Record<string, unknown>): Promise<Subscription> {

@@ -87,7 +87,7 @@ async function allPages(vars: Record<string, unknown>, first: number) {
 
 async function closeSubscription(sub: Subscription) {
   sub.close();
-  // RedisPubSub shares one Redis subscription per channel: wait until it is gone before opening the next
+  // no listener outlives its test: wait until the server has let go of the channel
   await expect.poll(() => subscriberCount(t.redis, keys().workflowChannel())).toBe(0);
 }
 
