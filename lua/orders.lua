@@ -145,14 +145,7 @@ end)
   Errors: BAD_USER_INPUT (offset or page size)
 ]]
 register('account_orders', function(keys, args)
-  local offset = check_int(args[1], 'offset', 0, MAX_INT32)
-  local size = check_int(args[2], 'page size', 1, 1000)
-  local ids = redis.call('LRANGE', keys[1], offset, offset + size)
-  local next_offset = 'null'
-  if #ids > size then
-    ids[#ids] = nil
-    next_offset = fmt_int(offset + size)
-  end
+  local ids, next_offset = list_page(keys[1], args[1], args[2])
   local parts = {}
   for i, id in ipairs(ids) do parts[i] = cjson.encode(id) end
   return '{"ids":[' .. table.concat(parts, ',') .. '],"next":' .. next_offset .. '}'

@@ -179,14 +179,7 @@ end, true)
   Reply: {"entries": [{from, to, at, version, metadata}, ...], "next": offset or null}
 ]]
 register('wf_history', function(keys, args)
-  local offset = check_int(args[1], 'offset', 0, MAX_INT32)
-  local size = check_int(args[2], 'page size', 1, 1000)
-  local entries = redis.call('LRANGE', keys[1], offset, offset + size)
-  local next_offset = 'null'
-  if #entries > size then
-    entries[#entries] = nil
-    next_offset = fmt_int(offset + size)
-  end
+  local entries, next_offset = list_page(keys[1], args[1], args[2])
   return '{"entries":[' .. table.concat(entries, ',') .. '],"next":' .. next_offset .. '}'
 end, true)
 

@@ -98,6 +98,19 @@ local function contains(list, value)
   return false
 end
 
+-- A page of a list read by offset: ARGV-style offset and page size, validated. Returns the page's
+-- items and the next offset as JSON text ('null' on the last page).
+local function list_page(key, offset_arg, size_arg)
+  local offset = check_int(offset_arg, 'offset', 0, MAX_INT32)
+  local size = check_int(size_arg, 'page size', 1, 1000)
+  local items = redis.call('LRANGE', key, offset, offset + size)
+  if #items > size then
+    items[#items] = nil
+    return items, fmt_int(offset + size)
+  end
+  return items, 'null'
+end
+
 -- Metadata travels as a JSON array of [keyJsonText, valueJsonText] pairs, so client JSON keeps the
 -- exact text it arrived with (cjson would turn [] into {} and round long numbers). A workflow keeps
 -- each top-level entry as hash field 'm:' .. keyJsonText.
