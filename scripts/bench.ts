@@ -1,25 +1,31 @@
 /**
  * `npm run bench [-- --quick] [-- --duration=<ms>]`: throughput and latency of atomflow on this machine.
  *
- * Starts a private redis-server on a free port and an in-process atomflow server against it, then runs
- * each row for a warm-up and a fixed duration (5 s, or 1.5 s with --quick):
- *   engine calls (the typed engine over one ioredis connection), GraphQL mutations and a query over
- *   HTTP (Node fetch, keep-alive), and subscription delivery latency (graphql-ws).
+ * Starts a private redis-server on a free port and the atomflow server against it as a separate Node
+ * process (`node --import tsx src/main.ts`, as `npm start` runs it; worker off, tenant `default`), then
+ * runs each row for a warm-up and a fixed duration (5 s, or 1.5 s with --quick):
+ *   engine calls (the typed engine over one ioredis connection, in this process), GraphQL mutations and
+ *   a query over HTTP (a node:http client with a keep-alive Agent, so that the rows measure the server
+ *   process rather than the client), and subscription delivery latency (graphql-ws).
  * After the rows it checks the orders against Redis (stock consumed and money spent equal what the
  * stored orders add up to, and what the clients were told) and races buyers for a scarce product.
- * Prints the machine and a markdown table on stdout (progress goes to stderr); exits 1 when a check
- * fails or a row had errors. Stops the server and redis-server at the end, also on error or Ctrl-C.
+ * Prints the machine and a markdown table on stdout (progress and the server's log go to stderr); exits
+ * 1 when a check fails or a row had errors. Stops the server process (SIGTERM) and redis-server at the
+ * end, also on error or Ctrl-C.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
 import { Redis } from 'ioredis';
-import { readConfig } from '../src/config.js';
-import { createServer, type RunningServer } from '../src/server.js';
 import { Engine } from '../src/engine/engine.js';
 import { EngineError } from '../src/engine/errors.js';
 import type { ProcessOrderInput } from '../src/orders/orders.engine.js';
+import { DEFAULT_TENANT } from '../src/graphql/context.js';
 import { tenantKeys } from '../src/redis/keys.js';
 import { startPrivateRedis, type PrivateRedis } from '../test/setup/private-redis.js';
 
@@ -37,8 +43,15 @@ for (const arg of argv) {
 const QUICK = argv.includes('--quick');
 const DURATION_MS = Number(argv.find((a) => a.startsWith('--duration='))?.split('=')[1] ?? (QUICK ? 1500 : 5000));
 const WARMUP_MS = QUICK ? 250 : 1000;
+/**
+ * Load on a fresh server process before the HTTP rows: its throughput climbs for about 4 s of load (the
+ * JIT optimising graphql, Apollo, type-graphql and our code; measured ~600 -> ~2,000 req/s here), far
+ * longer than one row's warm-up. --quick keeps it short, so its HTTP rows read somewhat low.
+ */
+const SERVER_WARMUP_MS = QUICK ? 1000 : 3000;
 
-const TENANT = 'bench';
+/** The server process serves tenant `default`; the bench's redis-server is private, so that is its own. */
+const TENANT = DEFAULT_TENANT;
 const ENGINE_CONCURRENCY = 64;
 const HTTP_CONCURRENCY = 32;
 /** Workflows per client in the transition rows: each client moves only its own, so none contend. */
@@ -135,6 +148,91 @@ async function bench(name: string, concurrency: number, op: Op): Promise<Row> {
 }
 
 // ---------------------------------------------------------------------------------------------------
+// The server process
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const SERVER_START_TIMEOUT_MS = 30_000;
+const SERVER_STOP_TIMEOUT_MS = 10_000;
+
+interface ServerProcess {
+  /** http://127.0.0.1:<port>/graphql, from the server's "GraphQL endpoint: <url>" log line. */
+  url: string;
+  wsUrl: string;
+  child: ChildProcess;
+  /** SIGTERM, and SIGKILL when it has not exited after 10 s; resolves once it has exited. */
+  stop(): Promise<void>;
+}
+
+const running = (child: ChildProcess) => child.exitCode === null && child.signalCode === null;
+
+/**
+ * Spawns `node --import tsx src/main.ts` against `redisUrl` on a free loopback port, worker off, and
+ * resolves once it logs its endpoint. Its log lines go to stderr, prefixed `server|`.
+ */
+function startServerProcess(redisUrl: string): Promise<ServerProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    cwd: ROOT,
+    env: { ...process.env, REDIS_URL: redisUrl, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', WORKER_ENABLED: 'false' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  // Last resort if this process ends without cleanup (an uncaught exception): never leave it behind.
+  const killOnExit = () => {
+    if (running(child)) child.kill('SIGKILL');
+  };
+  process.on('exit', killOnExit);
+  let started = false;
+  let stopping = false;
+  const exited = new Promise<void>((resolve) =>
+    child.once('exit', (code, signal) => {
+      process.off('exit', killOnExit);
+      if (started && !stopping) progress(`bench: the server process exited unexpectedly (${signal ?? `code ${code}`})`);
+      else if (code !== 0 && code !== null) progress(`bench: the server process exited with code ${code}`);
+      resolve();
+    }),
+  );
+  const stop = async () => {
+    stopping = true;
+    if (!running(child)) return;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => {
+      progress(`bench: the server process did not stop within ${SERVER_STOP_TIMEOUT_MS / 1000} s, killing it`);
+      child.kill('SIGKILL');
+    }, SERVER_STOP_TIMEOUT_MS);
+    await exited;
+    clearTimeout(timer);
+  };
+
+  return new Promise<ServerProcess>((resolve, reject) => {
+    let settled = false;
+    const fail = (message: string) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      stop().then(() => reject(new Error(message)), reject);
+    };
+    const timer = setTimeout(() => fail(`the server did not log its endpoint within ${SERVER_START_TIMEOUT_MS / 1000} s`), SERVER_START_TIMEOUT_MS);
+    const stderrTail: string[] = [];
+    child.once('error', (err) => fail(`could not start the server: ${err.message}`));
+    // 'close' (after 'exit', once its stdio has ended) so that the message has the whole stderr
+    child.once('close', (code, signal) => fail(`the server exited at start (${signal ?? `code ${code}`}): ${stderrTail.join('\n')}`));
+    readline.createInterface({ input: child.stderr! }).on('line', (line) => {
+      stderrTail.push(line);
+      if (stderrTail.length > 20) stderrTail.shift();
+      progress(`server| ${line}`);
+    });
+    readline.createInterface({ input: child.stdout! }).on('line', (line) => {
+      progress(`server| ${line}`);
+      const endpoint = /GraphQL endpoint: (\S+)/.exec(line)?.[1];
+      if (!endpoint || settled) return;
+      settled = true;
+      started = true;
+      clearTimeout(timer);
+      resolve({ url: endpoint, wsUrl: endpoint.replace(/^http/, 'ws'), child, stop });
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
 // Clients
 
 interface GraphQLReply<T> {
@@ -142,19 +240,42 @@ interface GraphQLReply<T> {
   errors?: { message: string; extensions?: { code?: string } }[];
 }
 
-/** POSTs one operation; throws on a non-200 answer or GraphQL errors. Node's fetch keeps connections alive. */
-async function gql<T>(url: string, query: string, variables: Record<string, unknown>): Promise<T> {
-  const res = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ query, variables }),
-  });
-  const body = (await res.json()) as GraphQLReply<T>;
-  if (res.status !== 200 || body.errors || !body.data) {
-    const e = body.errors?.[0];
-    throw new Error(`HTTP ${res.status}: ${e ? `${e.extensions?.code ?? ''} ${e.message}` : JSON.stringify(body)}`);
-  }
-  return body.data;
+type Gql = <T>(query: string, variables: Record<string, unknown>) => Promise<T>;
+
+/**
+ * A GraphQL-over-HTTP client on node:http with a keep-alive `agent` (far cheaper per request than
+ * fetch): POSTs one operation, throws on a non-200 answer or GraphQL errors.
+ */
+function httpClient(endpoint: string, agent: http.Agent): Gql {
+  const { hostname, port, pathname } = new URL(endpoint);
+  return <T>(query: string, variables: Record<string, unknown>) =>
+    new Promise<T>((resolve, reject) => {
+      const payload = Buffer.from(JSON.stringify({ query, variables }));
+      const req = http.request(
+        { agent, hostname, port, path: pathname, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': payload.length } },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (chunk: Buffer) => chunks.push(chunk));
+          res.on('error', reject);
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            let body: GraphQLReply<T>;
+            try {
+              body = JSON.parse(text) as GraphQLReply<T>;
+            } catch {
+              return reject(new Error(`HTTP ${res.statusCode}: not JSON: ${text.slice(0, 200)}`));
+            }
+            if (res.statusCode !== 200 || body.errors || !body.data) {
+              const e = body.errors?.[0];
+              return reject(new Error(`HTTP ${res.statusCode}: ${e ? `${e.extensions?.code ?? ''} ${e.message}` : text.slice(0, 200)}`));
+            }
+            resolve(body.data);
+          });
+        },
+      );
+      req.on('error', reject);
+      req.end(payload);
+    });
 }
 
 const PROCESS_ORDER = `mutation ($input: ProcessOrderInput!) {
@@ -341,10 +462,11 @@ function table(): string {
 
 async function main(): Promise<number> {
   const startedAt = performance.now();
-  const resources: { redis?: PrivateRedis; server?: RunningServer; clients: Redis[]; ws?: Client } = { clients: [] };
+  const resources: { redis?: PrivateRedis; server?: ServerProcess; clients: Redis[]; ws?: Client; agent?: http.Agent } = { clients: [] };
   const cleanup = async () => {
     const steps: (() => unknown)[] = [
       () => resources.ws?.dispose(),
+      () => resources.agent?.destroy(),
       () => resources.clients.forEach((c) => c.disconnect()),
       () => resources.server?.stop(),
       () => resources.redis?.stop(),
@@ -371,14 +493,15 @@ async function main(): Promise<number> {
     progress('bench: starting redis-server and atomflow');
     const privateRedis = await startPrivateRedis();
     resources.redis = privateRedis;
-    const server = await createServer(
-      readConfig({ REDIS_URL: privateRedis.url, PORT: '0', LOG_LEVEL: 'silent', WORKER_ENABLED: 'false' }),
-      { tenant: TENANT },
-    );
+    const server = await startServerProcess(privateRedis.url);
     resources.server = server;
-    // The engine rows use a plain connection of their own (ioredis defaults: commands are written as
-    // they are issued; auto-pipelining, which the server turns on, answers a batch only when all of it
-    // is done and measured about a third slower for 64 concurrent FCALLs here).
+    // One keep-alive connection per HTTP client, opened in the server warm-up and reused by every row.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: HTTP_CONCURRENCY });
+    resources.agent = agent;
+    const gql = httpClient(server.url, agent);
+    // The engine rows use a plain connection of their own (ioredis defaults, as in the server: commands
+    // are written as they are issued; auto-pipelining answers a batch only when all of it is done and
+    // measured slower here, about a third for 64 concurrent FCALLs).
     const redis = new Redis(privateRedis.url, { maxRetriesPerRequest: 1 });
     resources.clients.push(redis);
     const engine = new Engine(redis);
@@ -399,9 +522,9 @@ async function main(): Promise<number> {
       ],
     });
     const engineFlows = await startFlows(engine, 'engine-wf', ENGINE_CONCURRENCY * FLOWS_PER_CLIENT);
-    // Started through the server's engine, which then knows their routes as it would after any use.
-    const httpFlows = await startFlows(server.engine, 'http-wf', HTTP_CONCURRENCY * FLOWS_PER_CLIENT);
-    const [subFlow] = await startFlows(server.engine, 'sub-wf', 1);
+    // The server process learns their routes (cached by its engine) on first use, in the server warm-up.
+    const httpFlows = await startFlows(engine, 'http-wf', HTTP_CONCURRENCY * FLOWS_PER_CLIENT);
+    const [subFlow] = await startFlows(engine, 'sub-wf', 1);
 
     // 1. processOrder through the typed engine
     await bench('engine processOrder', ENGINE_CONCURRENCY, async () => {
@@ -421,41 +544,55 @@ async function main(): Promise<number> {
       flow.version = wf.version;
     });
 
-    // 3. processOrder over HTTP
-    await bench('GraphQL processOrder (HTTP)', HTTP_CONCURRENCY, async () => {
+    // The HTTP operations, checking every answer. Each client moves only its own workflows.
+    const httpProcessOrder: Op = async () => {
       const o = nextOrder('h');
-      const { processOrder: order } = await gql<{ processOrder: { id: string; state: string; totalCents: number } }>(server.url, PROCESS_ORDER, { input: o });
+      const { processOrder: order } = await gql<{ processOrder: { id: string; state: string; totalCents: number } }>(PROCESS_ORDER, { input: o });
       if (order.id !== o.orderId || order.state !== 'pending') throw new Error(`unexpected order ${JSON.stringify(order)}`);
       recordConfirmed(o, order.totalCents);
-    });
-
-    // 4. transitionWorkflow over HTTP
-    await bench('GraphQL transitionWorkflow (HTTP)', HTTP_CONCURRENCY, async (c, n) => {
+    };
+    const httpTransition: Op = async (c, n) => {
       const flow = httpFlows[c * FLOWS_PER_CLIENT + (n % FLOWS_PER_CLIENT)]!;
       const to = other(flow.state);
-      const { transitionWorkflow: wf } = await gql<{ transitionWorkflow: { state: string; version: number } }>(server.url, TRANSITION, {
+      const { transitionWorkflow: wf } = await gql<{ transitionWorkflow: { state: string; version: number } }>(TRANSITION, {
         input: { id: flow.id, from: flow.state, to },
       });
       if (wf.state !== to || wf.version !== flow.version + 1) throw new Error(`unexpected workflow ${flow.id} ${wf.state} v${wf.version}`);
       flow.state = to;
       flow.version = wf.version;
-    });
-
-    // 5. workflow(id) with the first 10 history entries, over HTTP
-    await bench('GraphQL workflow + history(first: 10) (HTTP)', HTTP_CONCURRENCY, async (c, n) => {
+    };
+    const httpWorkflowQuery: Op = async (c, n) => {
       const flow = httpFlows[c * FLOWS_PER_CLIENT + (n % FLOWS_PER_CLIENT)]!;
-      const { workflow } = await gql<{ workflow: { id: string; version: number; history: { entries: unknown[] } } | null }>(server.url, WORKFLOW_QUERY, {
+      const { workflow } = await gql<{ workflow: { id: string; version: number; history: { entries: unknown[] } } | null }>(WORKFLOW_QUERY, {
         id: flow.id,
       });
       const expected = Math.min(10, flow.version);
       if (workflow?.id !== flow.id || workflow.version !== flow.version || workflow.history.entries.length !== expected) {
         throw new Error(`unexpected workflow ${JSON.stringify(workflow)}`);
       }
-    });
+    };
+
+    // Server warm-up: the three operations in turn (not a row; its errors fail the run like a row's)
+    progress(`bench: server warm-up (concurrency ${HTTP_CONCURRENCY}, ${SERVER_WARMUP_MS} ms of the three HTTP operations)`);
+    const httpOps = [httpProcessOrder, httpTransition, httpWorkflowQuery];
+    const serverWarmup = await runFor(SERVER_WARMUP_MS, HTTP_CONCURRENCY, (c, n) => httpOps[n % httpOps.length]!(c, n));
+    if (serverWarmup.errors > 0) progress(`  ${serverWarmup.errors} errors, first: ${serverWarmup.firstError}`);
+
+    // 3. processOrder over HTTP
+    await bench('GraphQL processOrder (HTTP)', HTTP_CONCURRENCY, httpProcessOrder);
+
+    // 4. transitionWorkflow over HTTP
+    await bench('GraphQL transitionWorkflow (HTTP)', HTTP_CONCURRENCY, httpTransition);
+
+    // 5. workflow(id) with the first 10 history entries, over HTTP
+    await bench('GraphQL workflow + history(first: 10) (HTTP)', HTTP_CONCURRENCY, httpWorkflowQuery);
 
     // 6. subscription delivery: from sending a transition to receiving its event over graphql-ws
     const channel = tenantKeys(TENANT).workflowChannel();
-    const before = server.listenerCount(channel);
+    // Redis' count of subscribed connections on the channel: the server's relay subscribes once per
+    // channel, so one more means the subscription is live (events published from then on reach it).
+    const subscribers = async () => Number(((await redis.call('PUBSUB', 'NUMSUB', channel)) as [string, number])[1]);
+    const before = await subscribers();
     const arrivals = new Map<number, (at: number) => void>();
     let subscriptionError: unknown = null;
     const ws = createClient({ url: server.wsUrl, webSocketImpl: WebSocket, lazy: false, retryAttempts: 0 });
@@ -474,7 +611,7 @@ async function main(): Promise<number> {
       },
     );
     const deadline = Date.now() + 5000;
-    while (server.listenerCount(channel) <= before) {
+    while ((await subscribers()) <= before) {
       if (subscriptionError) throw new Error(`subscription failed: ${JSON.stringify(subscriptionError)}`);
       if (Date.now() > deadline) throw new Error('the subscription did not become live within 5 s');
       await new Promise((r) => setTimeout(r, 10));
@@ -490,7 +627,7 @@ async function main(): Promise<number> {
       });
       const t0 = performance.now();
       try {
-        const { transitionWorkflow: wf } = await gql<{ transitionWorkflow: { state: string; version: number } }>(server.url, TRANSITION, {
+        const { transitionWorkflow: wf } = await gql<{ transitionWorkflow: { state: string; version: number } }>(TRANSITION, {
           input: { id: flow.id, from: flow.state, to },
         });
         if (wf.version !== version) throw new Error(`unexpected version ${wf.version}`);
@@ -505,19 +642,20 @@ async function main(): Promise<number> {
 
     progress('bench: checking orders');
     const checks = [...(await checkOrders(redis)), await checkNoOversell(engine, redis)];
-    const failedRows = rows.filter((r) => r.errors > 0);
+    const failedRows = [...rows, { name: 'server warm-up', errors: serverWarmup.errors, firstError: serverWarmup.firstError }].filter((r) => r.errors > 0);
 
     const cpus = os.cpus();
     const out: string[] = [];
-    out.push(`atomflow benchmark${QUICK ? ' (--quick)' : ''}: ${WARMUP_MS} ms warm-up + ${DURATION_MS} ms per row`);
+    out.push(`atomflow benchmark${QUICK ? ' (--quick)' : ''}: ${WARMUP_MS} ms warm-up + ${DURATION_MS} ms per row, ${SERVER_WARMUP_MS} ms server warm-up before the HTTP rows`);
     out.push(`machine: ${cpus.length} CPUs (${cpus[0]?.model.trim() ?? 'unknown'}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, ${os.type()} ${os.release()}`);
-    out.push(`node ${process.version}, redis-server ${redisVersion}; server in-process (same event loop as the clients), worker off`);
+    out.push(`node ${process.version}, redis-server ${redisVersion}; server: a separate process (node --import tsx src/main.ts), worker off`);
     out.push('');
     out.push(table());
     out.push('');
     out.push('engine rows: the typed engine (src/engine) over one ioredis connection, default options.');
-    out.push('HTTP rows: Node fetch with keep-alive against /graphql; client and server share one Node process and');
-    out.push('event loop, so these rows are bound by that one core (the fetch client included), not by Redis.');
+    out.push(`HTTP rows: POST /graphql to the server process from a node:http client in this process, keep-alive`);
+    out.push(`Agent with one connection per concurrent client (maxSockets ${HTTP_CONCURRENCY}). The server runs on one core (one`);
+    out.push(`event loop); client, server and redis-server share this machine's ${cpus.length} CPUs.`);
     out.push('subscription row: one graphql-ws client, sequential transitions over HTTP, latency from sending the');
     out.push('mutation to receiving its workflowEvents event.');
     out.push('');

@@ -28,17 +28,26 @@ export interface WorkflowRoute {
 }
 
 const ROUTE_CACHE_LIMIT = 50_000;
+const TENANT_CACHE_LIMIT = 10_000;
 
 export class EngineContext {
   private readonly routes = new Map<string, WorkflowRoute>();
+  private readonly tenantKeyBuilders = new Map<string, TenantKeys>();
 
   constructor(
     readonly redis: Redis,
     readonly options: EngineOptions = DEFAULT_ENGINE_OPTIONS,
   ) {}
 
+  /** The key builder of a tenant; built once per tenant (it validates the tenant id). */
   keys(tenant: string): TenantKeys {
-    return tenantKeys(tenant);
+    let k = this.tenantKeyBuilders.get(tenant);
+    if (!k) {
+      k = tenantKeys(tenant);
+      if (this.tenantKeyBuilders.size >= TENANT_CACHE_LIMIT) this.tenantKeyBuilders.clear();
+      this.tenantKeyBuilders.set(tenant, k);
+    }
+    return k;
   }
 
   /** ARGV[1..3] of every function that emits events (see lua/include/prelude.lua). */
