@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, subscriberCount, type Subscription, type TestServer, uid } from './harness.js';
+import { documentMachine } from '../setup/machines.js';
 
 let t: TestServer;
 beforeAll(async () => {
@@ -37,19 +38,7 @@ const LIST = `query($machine: String, $state: String, $first: Int, $after: Strin
 const HISTORY = `query($id: ID!, $first: Int, $after: String) {
   workflow(id: $id) { history(first: $first, after: $after) { entries { from to at version metadata } nextCursor } } }`;
 
-/** A small review machine: draft -> review -> (draft | published) -> archived. */
-function reviewMachine(machineName: string) {
-  return {
-    name: machineName,
-    initialState: 'draft',
-    states: ['draft', 'review', 'published', 'archived'],
-    transitions: [
-      { from: 'draft', to: ['review'] },
-      { from: 'review', to: ['draft', 'published'] },
-      { from: 'published', to: ['archived'] },
-    ],
-  };
-}
+const reviewMachine = documentMachine;
 
 async function define(input: Record<string, unknown>) {
   return (await ok(DEFINE, { input })).defineStateMachine;

@@ -4,6 +4,7 @@ import type { Engine } from '../../src/engine/engine.js';
 import type { SchedulerEngine } from '../../src/scheduler/scheduler.engine.js';
 import { SchedulerWorker } from '../../src/worker/scheduler.worker.js';
 import { createTestEngine, expectRejectedWithoutWrites, snapshotTenant, uniqueTenant } from '../setup/helpers.js';
+import { documentMachine } from '../setup/machines.js';
 
 let redis: Redis;
 let engine: Engine;
@@ -20,16 +21,7 @@ afterAll(() => {
   redis2.disconnect();
 });
 
-const doc = {
-  name: 'doc',
-  initialState: 'draft',
-  states: ['draft', 'review', 'published', 'archived'],
-  transitions: [
-    { from: 'draft', to: ['review'] },
-    { from: 'review', to: ['draft', 'published'] },
-    { from: 'published', to: ['archived'] },
-  ],
-};
+const doc = documentMachine();
 
 const past = () => new Date(Date.now() - 1000);
 const future = () => new Date(Date.now() + 3_600_000);

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import type { Engine } from '../../src/engine/engine.js';
 import { createTestEngine, expectRejectedWithoutWrites, snapshotTenant, uniqueTenant } from '../setup/helpers.js';
+import { documentMachine } from '../setup/machines.js';
 
 let redis: Redis;
 let engine: Engine;
@@ -11,16 +12,7 @@ beforeAll(async () => {
 });
 afterAll(() => redis.disconnect());
 
-const doc = {
-  name: 'doc',
-  initialState: 'draft',
-  states: ['draft', 'review', 'published', 'archived'],
-  transitions: [
-    { from: 'draft', to: ['review'] },
-    { from: 'review', to: ['draft', 'published'] },
-    { from: 'published', to: ['archived'] },
-  ],
-};
+const doc = documentMachine();
 
 describe('state machines', () => {
   it('defines a machine, derives terminal states, and bumps the version on redefinition', async () => {
