@@ -5,6 +5,13 @@
  * publish/subscribe; subscribe() here returns an async iterator over RedisPubSub's subscribe/unsubscribe
  * that subscribes at once (not on the first next()) and counts its live listeners, so that callers
  * (readiness checks, tests) can wait on a subscription being live instead of sleeping.
+ *
+ * A SUBSCRIBE is sent only on a connection that is `ready`. ioredis writes SUBSCRIBE straight away
+ * while a new connection is still in its handshake (status `connect`); Redis then refuses the ready
+ * check's INFO in subscriber mode, ioredis drops the connection and resubscribes ~50 ms later, and
+ * every event published in between is lost although the SUBSCRIBE was confirmed. A listener is
+ * counted live only once its SUBSCRIBE is confirmed on a ready connection: from then on it receives
+ * every event published (the guarantee in the README's "Live events").
  */
 import type { Redis, RedisOptions } from 'ioredis';
 import { Redis as RedisClient } from 'ioredis';
@@ -33,12 +40,30 @@ export function createEventRelay(redisUrl: string, options: RedisOptions = {}): 
   const live = new Map<string, number>();
   const count = (topic: string, delta: number) => live.set(topic, (live.get(topic) ?? 0) + delta);
 
+  /** Resolves once the subscriber connection has finished its handshake (see the header). */
+  function whenReady(): Promise<void> {
+    if (subscriber.status === 'ready') return Promise.resolve();
+    if (subscriber.status === 'end') return Promise.reject(new Error('the event relay is closed'));
+    return new Promise((resolve, reject) => {
+      const onReady = () => {
+        subscriber.off('end', onEnd);
+        resolve();
+      };
+      const onEnd = () => {
+        subscriber.off('ready', onReady);
+        reject(new Error('the event relay is closed'));
+      };
+      subscriber.once('ready', onReady);
+      subscriber.once('end', onEnd);
+    });
+  }
+
   function listen(topic: string): AsyncIterableIterator<unknown> {
     const queue: unknown[] = [];
     const waiting: ((result: IteratorResult<unknown>) => void)[] = [];
     let done = false;
     let confirmed = false;
-    const subscription = redisPubSub.subscribe(topic, (message: unknown) => {
+    const onMessage = (message: unknown) => {
       if (done) return;
       const next = waiting.shift();
       if (next) next({ value: message, done: false });
@@ -46,7 +71,8 @@ export function createEventRelay(redisUrl: string, options: RedisOptions = {}): 
         queue.push(message);
         if (queue.length > MAX_QUEUED_EVENTS) queue.shift();
       }
-    });
+    };
+    const subscription = whenReady().then(() => redisPubSub.subscribe(topic, onMessage));
     subscription.then(
       () => {
         if (done) return;
@@ -61,7 +87,8 @@ export function createEventRelay(redisUrl: string, options: RedisOptions = {}): 
       waiting.splice(0).forEach((resolve) => resolve({ value: undefined, done: true }));
       queue.length = 0;
       if (confirmed) count(topic, -1);
-      redisPubSub.unsubscribe(await subscription);
+      const id = await subscription.catch(() => null); // a failed SUBSCRIBE has nothing to undo
+      if (id !== null) redisPubSub.unsubscribe(id);
     }
     return {
       async next() {
