@@ -83,7 +83,7 @@ async function get(params: Record<string, string>, headers: Record<string, strin
   return { status: res.status, allow: res.headers.get('allow'), contentType: res.headers.get('content-type'), body: (await res.json()) as Exchange['body'] };
 }
 
-const codes = (e: Exchange) => (e.body.errors ?? []).map((error) => error.extensions?.code);
+const codes = (e: Pick<Exchange, 'body'>) => (e.body.errors ?? []).map((error) => error.extensions?.code);
 
 describe('status codes by media type', () => {
   const requestErrors: { what: string; request: Record<string, unknown>; code: string }[] = [
@@ -164,6 +164,22 @@ describe('status codes by media type', () => {
       body: JSON.stringify({ query: '{ __typename }' }),
     });
     expect(res.status).toBe(406);
+    expect(codes({ body: (await res.json()) as Exchange['body'] })).toEqual(['BAD_REQUEST']);
+  });
+
+  it('other methods are 405 with allow: GET, POST', async () => {
+    for (const method of ['PUT', 'DELETE', 'PATCH']) {
+      const res = await clientFetch()(t.server.url, { method, headers: { 'content-type': JSON_TYPE }, body: JSON.stringify({ query: '{ __typename }' }) });
+      expect(res.status, method).toBe(405);
+      expect(res.headers.get('allow')).toBe('GET, POST');
+      expect(codes({ body: (await res.json()) as Exchange['body'] })).toEqual(['BAD_REQUEST']);
+    }
+  });
+
+  it('a body over 1 MiB is 413 BAD_REQUEST', async () => {
+    const res = await post(JSON_TYPE, JSON.stringify({ query: '{ __typename }', variables: { pad: 'x'.repeat(1024 * 1024) } }));
+    expect(res.status).toBe(413);
+    expect(codes(res)).toEqual(['BAD_REQUEST']);
   });
 });
 
@@ -192,6 +208,13 @@ describe('GET', () => {
     expect(res.status).toBe(400);
     expect(codes(res)).toEqual(['BAD_REQUEST']);
     expect(res.body.errors?.[0]?.message).toMatch(/Cross-Site Request Forgery/);
+  });
+
+  it('from a browser (Accept: text/html) gets the Apollo Sandbox landing page', async () => {
+    const res = await clientFetch()(t.server.url, { headers: { accept: 'text/html' } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/html/);
+    expect(await res.text()).toMatch(/<html/i);
   });
 
   it('refuses mutations (405, allow: POST) and writes nothing', async () => {
