@@ -6,7 +6,7 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ApolloServer, HeaderMap, type HTTPGraphQLRequest } from '@apollo/server';
+import { ApolloServer, HeaderMap, type HTTPGraphQLRequest, type HTTPGraphQLResponse } from '@apollo/server';
 import { ApolloServerPluginCacheControlDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
@@ -162,7 +162,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     const httpGraphQLRequest: HTTPGraphQLRequest = { method: (req.method ?? 'GET').toUpperCase(), headers, search: url.search, body };
     const response = await apollo.executeHTTPGraphQLRequest({ httpGraphQLRequest, context: async () => createContext(engine, tenant) });
     for (const [name, value] of response.headers) res.setHeader(name, value);
-    res.statusCode = response.status ?? 200;
+    res.statusCode = graphqlOverHttpStatus(response);
     if (response.body.kind === 'complete') {
       res.end(response.body.string);
       return;
@@ -211,6 +211,29 @@ export async function createServer(config: Config, options: ServerOptions = {}):
       return stopping;
     },
   };
+}
+
+/** Codes of GraphQL request errors: the document does not parse or validate, no operation to run, variables fail coercion. */
+const REQUEST_ERROR_CODES = new Set(['GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED', 'OPERATION_RESOLUTION_FAILURE', 'BAD_USER_INPUT']);
+
+/**
+ * GraphQL over HTTP: a well-formed request answered in application/json gets 200 even when it fails
+ * with request errors (legacy clients read the body only on 200); under
+ * application/graphql-response+json Apollo's 400 stays. Bodies are not touched.
+ */
+function graphqlOverHttpStatus(response: HTTPGraphQLResponse): number {
+  const status = response.status ?? 200;
+  if (status !== 400 || response.body.kind !== 'complete') return status;
+  if (response.headers.get('content-type')?.split(';')[0]?.trim() !== 'application/json') return status;
+  let errors: unknown;
+  try {
+    errors = (JSON.parse(response.body.string) as { errors?: unknown }).errors;
+  } catch {
+    return status;
+  }
+  const requestErrors =
+    Array.isArray(errors) && errors.length > 0 && errors.every((e: { extensions?: { code?: unknown } }) => REQUEST_ERROR_CODES.has(e?.extensions?.code as string));
+  return requestErrors ? 200 : status;
 }
 
 function sendJson(res: ServerResponse, status: number, value: unknown): void {
