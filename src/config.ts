@@ -14,6 +14,8 @@ export interface Config {
   dataDir: string;
   worker: { enabled: boolean; tickMs: number; leaseMs: number; tenants: string[] };
   streamMaxLen: number;
+  /** Bound of one subscription's queue of undelivered events, in bytes (SUBSCRIPTION_LAGGING past it). */
+  subscriptionMaxQueuedBytes: number;
   /** development shows stack traces in GraphQL errors; anything else hides them. */
   nodeEnv: string;
   logLevel: 'silent' | 'info';
@@ -83,6 +85,7 @@ export function readConfig(env: Env = process.env): Config {
       tenants,
     },
     streamMaxLen: integer(env, 'EVENT_STREAM_MAXLEN', 100_000, 1, 1_000_000_000),
+    subscriptionMaxQueuedBytes: integer(env, 'SUBSCRIPTION_MAX_QUEUED_BYTES', 1024 * 1024, 1024, 1024 * 1024 * 1024),
     nodeEnv: env.NODE_ENV?.trim() || 'production',
     logLevel,
   };

@@ -19,7 +19,9 @@ import { createContext, DEFAULT_TENANT, type GraphQLContext } from './graphql/co
 import { formatGraphQLError } from './graphql/errors.js';
 import { buildGraphQLSchema } from './graphql/schema.js';
 import { createLog, type Log } from './log.js';
-import { createEventRelay } from './pubsub.js';
+import { createEventRelay, type EventRelay } from './events/relay.js';
+import { TenantEvents } from './events/tenant-events.js';
+import { parseSubscribeOperation } from './events/subscribe-operation.js';
 import { resolveRedis } from './redis/connect.js';
 import { loadFunctions } from './redis/functions.js';
 import { SchedulerWorker } from './worker/scheduler.worker.js';
@@ -38,6 +40,8 @@ export interface RunningServer {
   worker: SchedulerWorker | null;
   /** Live subscription listeners on a channel in this instance (tests wait on it). */
   listenerCount(channel: string): number;
+  /** The event relay behind subscriptions (its stats feed monitoring; tests inspect it). */
+  eventRelay: EventRelay;
   stop(): Promise<void>;
 }
 
@@ -92,14 +96,18 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   });
 
   const errorFormat = { log, development: config.nodeEnv === 'development' };
-  const relay = createEventRelay(resolved.url);
-  const schema = await buildGraphQLSchema(relay.pubSub);
+  const relay = createEventRelay(resolved.url, redis, { maxQueuedBytes: config.subscriptionMaxQueuedBytes, log });
+  const events = new TenantEvents(relay);
+  const schema = await buildGraphQLSchema();
   const httpServer = http.createServer();
   const wsServer = new WebSocketServer({ server: httpServer, path: GRAPHQL_PATH });
   const subscriptions = useServer<Record<string, unknown>, Record<string, never>>(
     {
       schema,
-      context: () => createContext(engine, tenant),
+      context: () => createContext(engine, events, tenant),
+      // A document that does not parse or validate fails its own operation; the socket and its other
+      // subscriptions stay open (graphql-ws would otherwise close the socket with 4500).
+      onSubscribe: (_ctx, _id, payload) => parseSubscribeOperation(schema, payload),
       onNext: (_ctx, _id, _payload, _args, result) =>
         result.errors ? { ...result, errors: result.errors.map((e) => formatGraphQLError(e.toJSON(), e, errorFormat)) } : undefined,
       onError: (_ctx, _id, _payload, errors) => errors.map((e) => formatGraphQLError(e.toJSON(), e, errorFormat)),
@@ -160,7 +168,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
       if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
     }
     const httpGraphQLRequest: HTTPGraphQLRequest = { method: (req.method ?? 'GET').toUpperCase(), headers, search: url.search, body };
-    const response = await apollo.executeHTTPGraphQLRequest({ httpGraphQLRequest, context: async () => createContext(engine, tenant) });
+    const response = await apollo.executeHTTPGraphQLRequest({ httpGraphQLRequest, context: async () => createContext(engine, events, tenant) });
     for (const [name, value] of response.headers) res.setHeader(name, value);
     res.statusCode = graphqlOverHttpStatus(response);
     if (response.body.kind === 'complete') {
@@ -200,6 +208,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     engine,
     worker,
     listenerCount: (channel) => relay.listenerCount(channel),
+    eventRelay: relay,
     stop() {
       stopping ??= (async () => {
         await worker?.stop();

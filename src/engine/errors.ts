@@ -13,16 +13,21 @@ export const ENGINE_ERROR_CODES = [
   'OUT_OF_STOCK',
   'INSUFFICIENT_FUNDS',
   'IDEMPOTENCY_CONFLICT',
+  'EVENTS_TRIMMED',
+  'SUBSCRIPTION_LAGGING',
 ] as const;
 
 export type EngineErrorCode = (typeof ENGINE_ERROR_CODES)[number] | 'STALE_KEYS' | 'INTERNAL';
 
 export class EngineError extends Error {
   readonly code: EngineErrorCode;
-  constructor(code: EngineErrorCode, message: string) {
+  /** Machine-readable details a client acts on (e.g. the eventId to resume from), beside the code. */
+  readonly details: Record<string, unknown> | undefined;
+  constructor(code: EngineErrorCode, message: string, details?: Record<string, unknown>) {
     super(message);
     this.name = 'EngineError';
     this.code = code;
+    this.details = details;
   }
 }
 

@@ -16,13 +16,15 @@ export interface ErrorFormatOptions {
 
 export function formatGraphQLError(formatted: GraphQLFormattedError, error: unknown, options: ErrorFormatOptions = {}): GraphQLFormattedError {
   const log = options.log ?? ((line: string) => console.error(line));
-  const original = unwrapResolverError(error);
+  let original = unwrapResolverError(error);
+  // graphql-ws wraps what a subscription's event stream throws in a GraphQLError without a path
+  if (original instanceof GraphQLError && !original.path && original.originalError instanceof EngineError) original = original.originalError;
   if (original instanceof EngineError) {
     if (original.code === 'INTERNAL' || original.code === 'STALE_KEYS') {
       log(`internal engine error: ${original.message}`);
       return { ...formatted, message: 'Internal server error', extensions: { code: 'INTERNAL_SERVER_ERROR' } };
     }
-    return { ...formatted, message: original.message, extensions: { code: original.code } };
+    return { ...formatted, message: original.message, extensions: { ...original.details, code: original.code } };
   }
   const code = formatted.extensions?.code;
   if (typeof code === 'string' && code !== 'INTERNAL_SERVER_ERROR') {
