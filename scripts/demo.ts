@@ -152,13 +152,21 @@ async function eventsArrived(timeoutMs = 2000): Promise<void> {
  * Opens both subscriptions on one graphql-ws connection and waits until they are live: graphql-ws
  * does not acknowledge a subscription, so start a throwaway workflow and wait for its event
  * (retrying, since the first start may go out before the server has subscribed).
+ *
+ * Each subscription keeps the last eventId it received in its own `after` variable. graphql-ws
+ * sends the same variables object again when it reconnects, so a dropped connection resumes where
+ * it left off: no event of the walkthrough is missed or shown twice.
  */
 async function openSubscriptions(): Promise<Client> {
-  const client = createClient({ url: WS_URL, webSocketImpl: WebSocket, lazy: false, retryAttempts: 0 });
-  const sink = <T>(field: string, handle: (event: T) => void) => ({
+  const client = createClient({ url: WS_URL, webSocketImpl: WebSocket, lazy: false, retryAttempts: 5 });
+  const sink = <T extends { eventId: string }>(field: string, variables: { after: string | null }, handle: (event: T) => void) => ({
     next: (result: { data?: Record<string, unknown> | null; errors?: readonly { message: string }[] }) => {
       if (result.errors?.length) subscriptionError = result.errors.map((e) => e.message).join('; ');
-      else if (result.data) handle(result.data[field] as T);
+      else if (result.data) {
+        const event = result.data[field] as T;
+        variables.after = event.eventId;
+        handle(event);
+      }
       onEvent();
     },
     error: (err: unknown) => {
@@ -167,13 +175,18 @@ async function openSubscriptions(): Promise<Client> {
     },
     complete: () => {},
   });
+  const orderVariables = { userId: USER, after: null as string | null };
+  const workflowVariables = { after: null as string | null };
   client.subscribe(
-    { query: `subscription($userId: ID) { orderEvents(userId: $userId) { eventId type orderId userId state totalCents at } }`, variables: { userId: USER } },
-    sink('orderEvents', onOrderEvent),
+    {
+      query: `subscription($userId: ID, $after: String) { orderEvents(userId: $userId, after: $after) { eventId type orderId userId state totalCents at } }`,
+      variables: orderVariables,
+    },
+    sink('orderEvents', orderVariables, onOrderEvent),
   );
   client.subscribe(
-    { query: `subscription { workflowEvents { eventId workflowId machine from to version at metadata } }` },
-    sink('workflowEvents', onWorkflowEvent),
+    { query: `subscription($after: String) { workflowEvents(after: $after) { eventId workflowId machine from to version at metadata } }`, variables: workflowVariables },
+    sink('workflowEvents', workflowVariables, onWorkflowEvent),
   );
 
   await gql(`mutation($input: DefineStateMachineInput!) { defineStateMachine(input: $input) { name } }`, {

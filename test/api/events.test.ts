@@ -8,6 +8,8 @@ import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { Redis } from 'ioredis';
 import { documentMachine } from '../setup/machines.js';
+import { freePort } from '../setup/private-redis.js';
+import { createTestEngine, uniqueTenant } from '../setup/helpers.js';
 import { openSubscription, startTestServer, type Subscription, type TestServer, uid } from './harness.js';
 
 const WF_EVENTS = `subscription($id: ID, $machine: String, $after: String) {
@@ -267,6 +269,54 @@ describe('the relay', () => {
     const all = [...seen, ...resumed];
     expect(all.map((e) => e.version)).toEqual([2, 3, 4, 5, 6, 7, 8, 9]);
     expect(new Set(all.map((e) => e.eventId)).size).toBe(all.length);
+  });
+
+  it("the README's client (graphql-ws retries, the last eventId kept in its variables) resumes across a server restart with nothing lost or twice", async () => {
+    const port = await freePort();
+    const tenant = uniqueTenant('restart');
+    const first = await startTestServer({ tenant, config: { port } });
+    let second: TestServer | null = null;
+    cleanups.push(() => first.close(), () => second?.close());
+    const { redis, engine } = await createTestEngine();
+    cleanups.push(() => redis.disconnect());
+    await engine.workflows.defineMachine(tenant, documentMachine(machine));
+    const id = uid('w');
+    await engine.workflows.start(tenant, { id, machine });
+
+    const client = createClient({
+      url: first.server.wsUrl,
+      webSocketImpl: WebSocket,
+      retryAttempts: 1000, // as good as the README's Infinity: the new instance may take seconds to start
+      retryWait: () => new Promise((resolve) => setTimeout(resolve, 50)),
+      shouldRetry: () => true, // a refused connection too, not only a closed one
+    });
+    cleanups.push(() => client.dispose());
+    const variables = { id, after: '0' as string };
+    const received: { eventId: string; version: number }[] = [];
+    client.subscribe(
+      { query: WF_EVENTS, variables },
+      {
+        next: ({ data }) => {
+          const event = (data as { workflowEvents: { eventId: string; version: number } }).workflowEvents;
+          variables.after = event.eventId;
+          received.push(event);
+        },
+        error: () => {},
+        complete: () => {},
+      },
+    );
+    const moveTo = (to: string) => engine.workflows.transition(tenant, { id, to });
+    await moveTo('review');
+    await expect.poll(() => received.length).toBe(2);
+    await first.close(); // the server goes away: sockets close with 1001, the client retries
+    await moveTo('draft'); // events while no server runs
+    await moveTo('review');
+    second = await startTestServer({ tenant, config: { port } }); // a new instance on the same address
+    await expect.poll(() => received.length, { timeout: 10_000 }).toBe(4);
+    await moveTo('draft');
+    await expect.poll(() => received.length).toBe(5);
+    expect(received.map((e) => e.version)).toEqual([1, 2, 3, 4, 5]);
+    expect(received.map((e) => e.eventId)).toEqual(await streamIdsOf(second, id));
   });
 
   it('a client that never reads ends with SUBSCRIPTION_LAGGING and its last eventId; its queue stays bounded and others keep receiving', async () => {
