@@ -16,6 +16,8 @@ export interface Config {
   streamMaxLen: number;
   /** Bound of one subscription's queue of undelivered events, in bytes (SUBSCRIPTION_LAGGING past it). */
   subscriptionMaxQueuedBytes: number;
+  /** Identical subscriptions share one execution per event (SUBSCRIPTION_SHARING). */
+  subscriptionSharing: boolean;
   /** development shows stack traces in GraphQL errors; anything else hides them. */
   nodeEnv: string;
   logLevel: 'silent' | 'info';
@@ -86,6 +88,7 @@ export function readConfig(env: Env = process.env): Config {
     },
     streamMaxLen: integer(env, 'EVENT_STREAM_MAXLEN', 100_000, 1, 1_000_000_000),
     subscriptionMaxQueuedBytes: integer(env, 'SUBSCRIPTION_MAX_QUEUED_BYTES', 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    subscriptionSharing: boolean(env, 'SUBSCRIPTION_SHARING', true),
     nodeEnv: env.NODE_ENV?.trim() || 'production',
     logLevel,
   };

@@ -22,6 +22,7 @@ import { createLog, type Log } from './log.js';
 import { createEventRelay, type EventRelay } from './events/relay.js';
 import { TenantEvents } from './events/tenant-events.js';
 import { parseSubscribeOperation } from './events/subscribe-operation.js';
+import { createSubscriptionSharing, type SubscriptionSharing } from './events/shared-subscriptions.js';
 import { resolveRedis } from './redis/connect.js';
 import { loadFunctions } from './redis/functions.js';
 import { SchedulerWorker } from './worker/scheduler.worker.js';
@@ -42,6 +43,8 @@ export interface RunningServer {
   listenerCount(channel: string): number;
   /** The event relay behind subscriptions (its stats feed monitoring; tests inspect it). */
   eventRelay: EventRelay;
+  /** Subscriptions that share one execution (src/events/shared-subscriptions.ts). */
+  subscriptionSharing: SubscriptionSharing;
   stop(): Promise<void>;
 }
 
@@ -101,10 +104,25 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   const schema = await buildGraphQLSchema();
   const httpServer = http.createServer();
   const wsServer = new WebSocketServer({ server: httpServer, path: GRAPHQL_PATH });
+  const sharing = createSubscriptionSharing({
+    enabled: config.subscriptionSharing,
+    maxBufferedBytes: config.subscriptionMaxQueuedBytes,
+    formatErrors: (errors) => errors.map((e) => formatGraphQLError(e.toJSON(), e, errorFormat)),
+    groupContext: (contextValue, subscribers) => {
+      const context = contextValue as GraphQLContext;
+      return { ...context, events: context.events.sharedBy(subscribers) };
+    },
+  });
   const subscriptions = useServer<Record<string, unknown>, Record<string, never>>(
     {
       schema,
-      context: () => createContext(engine, events, tenant),
+      context: (ctx, id) => {
+        const context = createContext(engine, events, tenant);
+        sharing.bind(context, { socket: ctx.extra.socket, id, scope: tenant });
+        return context;
+      },
+      // identical subscriptions share one execution per event (src/events/shared-subscriptions.ts)
+      subscribe: (args) => sharing.subscribe(args),
       // A document that does not parse or validate fails its own operation; the socket and its other
       // subscriptions stay open (graphql-ws would otherwise close the socket with 4500).
       onSubscribe: (_ctx, _id, payload) => parseSubscribeOperation(schema, payload),
@@ -209,6 +227,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     worker,
     listenerCount: (channel) => relay.listenerCount(channel),
     eventRelay: relay,
+    subscriptionSharing: sharing,
     stop() {
       stopping ??= (async () => {
         await worker?.stop();

@@ -53,6 +53,8 @@ export interface ListenOptions {
   after?: string | null;
   /** Which events of the channel this listener wants; applied before anything is queued. */
   filter?: (event: RelayedEvent) => boolean;
+  /** How many client subscriptions this listener serves (shared subscriptions); default 1. */
+  subscribers?: () => number;
 }
 
 export interface EventRelayOptions {
@@ -78,7 +80,7 @@ export interface EventRelay {
   /** The connection in SUBSCRIBE mode. */
   subscriber: Redis;
   listen(source: EventSource, options?: ListenOptions): AsyncIterableIterator<RelayedEvent>;
-  /** Listeners on `channel` in this process that receive every event published from now on. */
+  /** Client subscriptions on `channel` in this process that receive every event published from now on. */
   listenerCount(channel: string): number;
   stats(): EventRelayStats;
   close(): Promise<void>;
@@ -270,6 +272,7 @@ export function createEventRelay(redisUrl: string, reader: Redis, options: Event
       private readonly channel: Channel,
       after: string | null,
       private readonly filter: (event: RelayedEvent) => boolean,
+      readonly subscribers: () => number,
     ) {
       const from = after === null ? null : parseAfter(after);
       this.lastDeliveredId = after;
@@ -441,13 +444,13 @@ export function createEventRelay(redisUrl: string, reader: Redis, options: Event
         channel = new Channel(source);
         channels.set(source.channel, channel);
       }
-      return new Listener(channel, listenOptions.after ?? null, listenOptions.filter ?? (() => true));
+      return new Listener(channel, listenOptions.after ?? null, listenOptions.filter ?? (() => true), listenOptions.subscribers ?? (() => 1));
     },
     listenerCount(name) {
       const channel = channels.get(name);
       if (!channel?.subscribed) return 0;
       let count = 0;
-      for (const listener of channel.listeners) if (listener.live) count++;
+      for (const listener of channel.listeners) if (listener.live) count += listener.subscribers();
       return count;
     },
     stats() {

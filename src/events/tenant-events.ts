@@ -39,7 +39,16 @@ function checkAfter(after: string | null | undefined): string | null {
 }
 
 export class TenantEvents {
-  constructor(private readonly relay: EventRelay) {}
+  constructor(
+    private readonly relay: EventRelay,
+    /** How many client subscriptions each listener made here serves (see shared-subscriptions.ts). */
+    private readonly subscribers: () => number = () => 1,
+  ) {}
+
+  /** The same feeds for a group of identical subscriptions that share one listener. */
+  sharedBy(subscribers: () => number): TenantEvents {
+    return new TenantEvents(this.relay, subscribers);
+  }
 
   orderEvents(tenant: string, args: { userId?: string | null; after?: string | null }): AsyncIterableIterator<OrderEventMessage> {
     const userId = args.userId == null ? null : assertId(args.userId, 'userId');
@@ -47,6 +56,7 @@ export class TenantEvents {
     return this.relay.listen(source(tenant, 'order'), {
       after,
       filter: (event) => userId === null || event.userId === userId,
+      subscribers: this.subscribers,
     }) as AsyncIterableIterator<OrderEventMessage>;
   }
 
@@ -60,6 +70,7 @@ export class TenantEvents {
     return this.relay.listen(source(tenant, 'workflow'), {
       after,
       filter: (event) => (workflowId === null || event.workflowId === workflowId) && (machine === null || event.machine === machine),
+      subscribers: this.subscribers,
     }) as AsyncIterableIterator<WorkflowEventMessage>;
   }
 }
