@@ -2,8 +2,8 @@
 -- Inventory, balances and orders. The shared prelude (lua/include/prelude.lua) is inserted after
 -- line 1 by the loader; see it for the workflow key block and the event ARGV block.
 --
--- Stock is a string key per product (a count within 2^31 - 1), a balance a string key per account
--- (integer cents within 10^13). An order is a workflow of the built-in 'order' machine whose hash
+-- Stock is a hash per product {id, stock} (a count within 2^31 - 1), a balance a hash per account
+-- {id, balanceCents} (integer cents within 10^13); the stored id proves a key belongs to its id. An order is a workflow of the built-in 'order' machine whose hash
 -- also holds userId, productId, quantity, unitPriceCents and totalCents; its transitions (and the
 -- refund on cancelled/returned) go through wf_transition in lua/workflows.lua.
 
@@ -13,16 +13,20 @@ local LIBRARY_VERSION = '1'
   KEYS[1] product stock
   ARGV[1] product id   ARGV[2] quantity (integer 1..2^31-1)
   Reply: {id, stock}
-  Errors: BAD_USER_INPUT (bad id or quantity, or the resulting stock would exceed 2^31-1)
+  Errors: BAD_USER_INPUT (bad id or quantity, or the resulting stock would exceed 2^31-1),
+          STALE_KEYS (KEYS[1] belongs to another product)
 ]]
 register('product_restock', function(keys, args)
   local id = check_id(args[1], 'product id')
   local quantity = check_int(args[2], 'quantity', 1, MAX_INT32)
-  local stock = tonumber(redis.call('GET', keys[1]) or '0')
+  local stored = redis.call('HMGET', keys[1], 'id', 'stock')
+  check_owner(stored[1], id, 'product stock')
+  local stock = tonumber(stored[2] or '0')
   if stock + quantity > MAX_INT32 then
     reject('BAD_USER_INPUT', 'restocking ' .. fmt_int(quantity) .. ' would take product ' .. id .. ' above ' .. fmt_int(MAX_INT32) .. ' units (stock is ' .. fmt_int(stock) .. ')')
   end
-  local new_stock = redis.call('INCRBY', keys[1], fmt_int(quantity))
+  local new_stock = redis.call('HINCRBY', keys[1], 'stock', fmt_int(quantity))
+  redis.call('HSET', keys[1], 'id', id)
   return '{"id":' .. cjson.encode(id) .. ',"stock":' .. fmt_int(new_stock) .. '}'
 end)
 
@@ -30,16 +34,20 @@ end)
   KEYS[1] account balance
   ARGV[1] account id   ARGV[2] amount in cents (integer 1..10^13)
   Reply: {id, balanceCents}
-  Errors: BAD_USER_INPUT (bad id or amount, or the resulting balance would exceed 10^13 cents)
+  Errors: BAD_USER_INPUT (bad id or amount, or the resulting balance would exceed 10^13 cents),
+          STALE_KEYS (KEYS[1] belongs to another account)
 ]]
 register('account_deposit', function(keys, args)
   local id = check_id(args[1], 'account id')
   local amount = check_int(args[2], 'amountCents', 1, MAX_MONEY_CENTS)
-  local balance = tonumber(redis.call('GET', keys[1]) or '0')
+  local stored = redis.call('HMGET', keys[1], 'id', 'balanceCents')
+  check_owner(stored[1], id, 'account balance')
+  local balance = tonumber(stored[2] or '0')
   if balance + amount > MAX_MONEY_CENTS then
     reject('BAD_USER_INPUT', 'depositing ' .. fmt_int(amount) .. ' cents would take account ' .. id .. ' above ' .. fmt_int(MAX_MONEY_CENTS) .. ' cents (balance is ' .. fmt_int(balance) .. ')')
   end
-  local new_balance = redis.call('INCRBY', keys[1], fmt_int(amount))
+  local new_balance = redis.call('HINCRBY', keys[1], 'balanceCents', fmt_int(amount))
+  redis.call('HSET', keys[1], 'id', id)
   return '{"id":' .. cjson.encode(id) .. ',"balanceCents":' .. fmt_int(new_balance) .. '}'
 end)
 
@@ -50,7 +58,9 @@ end)
 ]]
 register('product_get', function(keys, args)
   local id = check_id(args[1], 'product id')
-  local stock = redis.call('GET', keys[1])
+  local stored = redis.call('HMGET', keys[1], 'id', 'stock')
+  check_owner(stored[1], id, 'product stock')
+  local stock = stored[2]
   if not stock then return 'null' end
   return '{"id":' .. cjson.encode(id) .. ',"stock":' .. stock .. '}'
 end, true)
@@ -62,7 +72,9 @@ end, true)
 ]]
 register('account_get', function(keys, args)
   local id = check_id(args[1], 'account id')
-  local balance = redis.call('GET', keys[1])
+  local stored = redis.call('HMGET', keys[1], 'id', 'balanceCents')
+  check_owner(stored[1], id, 'account balance')
+  local balance = stored[2]
   if not balance then return 'null' end
   return '{"id":' .. cjson.encode(id) .. ',"balanceCents":' .. balance .. '}'
 end, true)
@@ -83,7 +95,8 @@ end, true)
   Events: WORKFLOW_TRANSITION {from: null, to: pending} on the workflow channel, then
   ORDER_CONFIRMED {state: pending} on the orders channel (both appended to the event stream).
   Errors: BAD_USER_INPUT, ALREADY_EXISTS, IDEMPOTENCY_CONFLICT, NOT_FOUND (product or account),
-  OUT_OF_STOCK, INSUFFICIENT_FUNDS
+  OUT_OF_STOCK, INSUFFICIENT_FUNDS, STALE_KEYS (a key belongs to another order, product, account or
+  machine, or the history key is not empty: nothing is written)
 ]]
 register('order_process', function(keys, args)
   local k = workflow_keys(keys, 1)
@@ -104,6 +117,7 @@ register('order_process', function(keys, args)
 
   local existing = hgetall_table(k.workflow)
   if existing.id ~= nil then
+    check_owner(existing.id, id, 'workflow')
     if existing.kind ~= 'order' then
       reject('ALREADY_EXISTS', 'workflow ' .. id .. ' already exists and is not an order')
     end
@@ -114,9 +128,14 @@ register('order_process', function(keys, args)
     return cjson.encode(workflow_reply(existing, load_machine(k.machine, existing.machineVersion)))
   end
 
-  local stock = redis.call('GET', k.stock)
+  if not check_new_workflow(k, id, ORDER_MACHINE) then reject('STALE_KEYS', 'workflow ' .. id .. ' changed') end
+  local stock_hash = redis.call('HMGET', k.stock, 'id', 'stock')
+  check_owner(stock_hash[1], product_id, 'product stock')
+  local stock = stock_hash[2]
   if not stock then reject('NOT_FOUND', 'product ' .. product_id .. ' not found') end
-  local balance = redis.call('GET', k.balance)
+  local balance_hash = redis.call('HMGET', k.balance, 'id', 'balanceCents')
+  check_owner(balance_hash[1], user_id, 'account balance')
+  local balance = balance_hash[2]
   if not balance then reject('NOT_FOUND', 'account ' .. user_id .. ' not found') end
   if tonumber(stock) < quantity then
     reject('OUT_OF_STOCK', 'product ' .. product_id .. ' has ' .. stock .. ' in stock, ' .. fmt_int(quantity) .. ' requested')
@@ -127,8 +146,8 @@ register('order_process', function(keys, args)
 
   ensure_order_machine(k.machine, machines_key)
   local definition = load_machine(k.machine)
-  redis.call('DECRBY', k.stock, fmt_int(quantity))
-  redis.call('DECRBY', k.balance, fmt_int(total))
+  redis.call('HINCRBY', k.stock, 'stock', fmt_int(-quantity))
+  redis.call('HINCRBY', k.balance, 'balanceCents', fmt_int(-total))
   local extra = {
     userId = user_id, productId = product_id, quantity = fmt_int(quantity),
     unitPriceCents = fmt_int(unit_price), totalCents = fmt_int(total),

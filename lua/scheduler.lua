@@ -42,7 +42,8 @@ end
   ARGV[5] runAt (ms, integer 0..8640000000000000)   ARGV[6] metadata pairs JSON [[keyJson, valueJson], ...]
   Reply: the entry {id, workflowId, machine, to, runAt, status: PENDING, error: null, executedAt: null}
   Errors: BAD_USER_INPUT (arguments; a target that is not a state of the workflow's machine version),
-          NOT_FOUND (workflow), ALREADY_EXISTS (entry id), STALE_KEYS (the workflow has another machine)
+          NOT_FOUND (workflow), ALREADY_EXISTS (entry id), STALE_KEYS (the workflow has another machine,
+          or a key belongs to another entry, workflow or machine)
   A target not allowed from the current state is accepted: the workflow may move first; it is decided
   when the entry runs.
 ]]
@@ -56,12 +57,15 @@ register('sched_create', function(keys, args)
   check_metadata_size(meta_pairs, 'metadata')
   local wf = redis.call('HMGET', keys[3], 'id', 'machine', 'machineVersion')
   if not wf[1] then reject('NOT_FOUND', 'workflow ' .. workflow_id .. ' not found') end
+  check_owner(wf[1], workflow_id, 'workflow')
   if wf[2] ~= machine then reject('STALE_KEYS', 'workflow ' .. workflow_id .. ' belongs to machine ' .. wf[2]) end
   local definition = load_machine(keys[4], wf[3])
   if not definition then reject('NOT_FOUND', 'machine ' .. machine .. ' version ' .. wf[3] .. ' not found') end
+  check_owner(definition.name, machine, 'machine')
   if not contains(definition.states, to) then
     reject('BAD_USER_INPUT', 'state ' .. to .. ' is not a state of machine ' .. machine .. ' version ' .. wf[3])
   end
+  check_owner(redis.call('HGET', keys[1], 'id'), id, 'scheduled transition')
   if redis.call('EXISTS', keys[1]) == 1 then reject('ALREADY_EXISTS', 'scheduled transition ' .. id .. ' already exists') end
 
   local e = {
@@ -77,12 +81,14 @@ end)
 --[[ sched_cancel: cancel a pending entry.
   KEYS[1] entry hash   KEYS[2] due set   ARGV[1] entry id
   Reply: the entry, status CANCELLED (the hash also keeps cancelledAt)
-  Errors: BAD_USER_INPUT (id), NOT_FOUND (entry), STATE_CONFLICT (no longer PENDING)
+  Errors: BAD_USER_INPUT (id), NOT_FOUND (entry), STATE_CONFLICT (no longer PENDING), STALE_KEYS
+          (KEYS[1] holds another entry)
 ]]
 register('sched_cancel', function(keys, args)
   local id = check_id(args[1], 'schedule entry id')
   local e = hgetall_table(keys[1])
   if e.id == nil then reject('NOT_FOUND', 'scheduled transition ' .. id .. ' not found') end
+  check_owner(e.id, id, 'scheduled transition')
   if e.status ~= 'PENDING' then
     reject('STATE_CONFLICT', 'scheduled transition ' .. id .. ' is ' .. e.status .. ', only a PENDING one can be cancelled')
   end
@@ -136,7 +142,8 @@ end)
   untouched. Either way the entry leaves the due set.
   Reply: the entry. Events: those of the transition (WORKFLOW_TRANSITION; ORDER_<STATE> for orders)
   Errors: BAD_USER_INPUT (arguments), NOT_FOUND (entry), STALE_KEYS (KEYS built from an outdated
-  route: nothing is written, the caller re-reads the route and retries)
+  route, or a key that belongs to another entry, workflow, machine, product or account: nothing is
+  written, the caller re-reads the route and retries)
 ]]
 register('sched_apply', function(keys, args)
   local k = workflow_keys(keys, 3)
@@ -146,6 +153,7 @@ register('sched_apply', function(keys, args)
   local routing = { machine = args[6], userId = args[7], productId = args[8] }
   local e = hgetall_table(keys[1])
   if e.id == nil then reject('NOT_FOUND', 'scheduled transition ' .. id .. ' not found') end
+  check_owner(e.id, id, 'scheduled transition')
   if e.workflowId ~= workflow_id then
     reject('STALE_KEYS', 'scheduled transition ' .. id .. ' belongs to workflow ' .. e.workflowId)
   end

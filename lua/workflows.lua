@@ -9,7 +9,8 @@ local LIBRARY_VERSION = '1'
   ARGV[1] name   ARGV[2] definition JSON {initialState, states, transitions:[{from,to:[...]}],
           terminalStates (optional: default, the states with no outgoing transition)}
   Reply: the stored definition {name, version, initialState, states, transitions, terminalStates}
-  Errors: BAD_USER_INPUT (invalid definition, or the built-in 'order' machine)
+  Errors: BAD_USER_INPUT (invalid definition, or the built-in 'order' machine), STALE_KEYS (KEYS[1]
+          holds another machine)
 ]]
 register('machine_define', function(keys, args)
   local name = check_name(args[1], 'machine name')
@@ -65,6 +66,8 @@ register('machine_define', function(keys, args)
     end
   end
 
+  local current = load_machine(keys[1])
+  if current then check_owner(current.name, name, 'machine') end
   local version = tonumber(redis.call('HGET', keys[1], 'current') or '0') + 1
   local definition = {
     name = name, version = version, initialState = input.initialState, states = input.states,
@@ -81,6 +84,8 @@ end)
   Reply: {"created": true|false}
 ]]
 register('machine_ensure_order', function(keys, args)
+  local current = load_machine(keys[1])
+  if current then check_owner(current.name, ORDER_MACHINE, 'machine') end
   return cjson.encode({ created = ensure_order_machine(keys[1], keys[2]) })
 end)
 
@@ -111,7 +116,8 @@ end, true)
   ARGV[1..3] the event block   ARGV[4] workflow id   ARGV[5] machine name
   ARGV[6] metadata as JSON [[keyJson, valueJson], ...]
   Reply: the workflow. Events: WORKFLOW_TRANSITION {from: null, to: initial}
-  Errors: BAD_USER_INPUT, NOT_FOUND (machine), ALREADY_EXISTS (id)
+  Errors: BAD_USER_INPUT, NOT_FOUND (machine), ALREADY_EXISTS (id), STALE_KEYS (a key of the block
+          belongs to another workflow or machine: nothing is written)
 ]]
 register('wf_start', function(keys, args)
   local k = workflow_keys(keys, 1)
@@ -123,7 +129,7 @@ register('wf_start', function(keys, args)
   check_metadata_size(meta_pairs, 'metadata')
   local definition = load_machine(k.machine)
   if not definition then reject('NOT_FOUND', 'machine ' .. machine_name .. ' not found') end
-  if redis.call('EXISTS', k.workflow) == 1 then reject('ALREADY_EXISTS', 'workflow ' .. id .. ' already exists') end
+  if not check_new_workflow(k, id, machine_name) then reject('ALREADY_EXISTS', 'workflow ' .. id .. ' already exists') end
   local wf = create_workflow(k, ctx, id, machine_name, definition, 'workflow', meta_pairs, nil, now_ms())
   return cjson.encode(workflow_reply(wf, definition))
 end)
@@ -137,6 +143,8 @@ end)
   Reply: the workflow. Events: WORKFLOW_TRANSITION; for orders also ORDER_<STATE> on the orders
   channel; moving an order to cancelled or returned refunds totalCents and restocks its quantity.
   Errors: BAD_USER_INPUT, NOT_FOUND, INVALID_TRANSITION, STATE_CONFLICT, VERSION_CONFLICT, STALE_KEYS
+          (routing changed, or a key of the block belongs to another workflow, machine, product or
+          account: nothing is written)
 ]]
 register('wf_transition', function(keys, args)
   local k = workflow_keys(keys, 1)

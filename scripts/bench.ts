@@ -381,7 +381,7 @@ async function checkOrders(redis: Redis): Promise<Check[]> {
   let consumedTotal = 0;
   for (let p = 0; p < PRODUCTS; p++) {
     const id = productId(p);
-    const consumed = INITIAL_STOCK - Number(await redis.get(k.productStock(id)));
+    const consumed = INITIAL_STOCK - Number(await redis.hget(k.productStock(id), 'stock'));
     consumedTotal += consumed;
     if (consumed !== (storedConsumed.get(id) ?? 0) || consumed !== (confirmed.perProduct.get(id) ?? 0)) stockOk = false;
   }
@@ -389,7 +389,7 @@ async function checkOrders(redis: Redis): Promise<Check[]> {
   let spentTotal = 0;
   for (let a = 0; a < ACCOUNTS; a++) {
     const id = accountId(a);
-    const spent = INITIAL_BALANCE - Number(await redis.get(k.accountBalance(id)));
+    const spent = INITIAL_BALANCE - Number(await redis.hget(k.accountBalance(id), 'balanceCents'));
     spentTotal += spent;
     const told = confirmed.perAccount.get(id) ?? { orders: 0, spent: 0 };
     if (spent !== (storedSpent.get(id) ?? 0) || spent !== told.spent) moneyOk = false;
@@ -431,8 +431,8 @@ async function checkNoOversell(engine: Engine, redis: Redis): Promise<Check> {
     }),
   );
   const k = tenantKeys(TENANT);
-  const left = Number(await redis.get(k.productStock(product)));
-  const balance = Number(await redis.get(k.accountBalance('buyer')));
+  const left = Number(await redis.hget(k.productStock(product), 'stock'));
+  const balance = Number(await redis.hget(k.accountBalance('buyer'), 'balanceCents'));
   const listed = await redis.llen(k.accountOrders('buyer'));
   const ok = sold === stock && outOfStock === attempts - stock && other === 0 && left === 0 && listed === stock && balance === (attempts - stock) * 1000;
   return {

@@ -93,6 +93,15 @@ local function hgetall_table(key)
   return t
 end
 
+-- Identity: KEYS must belong to the id in ARGV. A key that holds another id (a caller's bug, or
+-- KEYS built from outdated routing) is refused with STALE_KEYS before anything is written; the engine
+-- re-reads the route and retries. `stored` is the key's stored id (nil or false when absent).
+local function check_owner(stored, id, what)
+  if stored and stored ~= id then
+    reject('STALE_KEYS', what .. ' key holds ' .. tostring(stored) .. ', not ' .. tostring(id))
+  end
+end
+
 local function contains(list, value)
   for _, v in ipairs(list) do if v == value then return true end end
   return false
@@ -294,8 +303,13 @@ local function emit_order_event(k, ctx, event_type, wf)
   return emit_event(k, ctx, ctx.orders_channel, event_type, body)
 end
 
+-- Each history entry starts with its workflow's id, so a history key proves whose it is.
+local function history_prefix(id)
+  return '{"workflowId":' .. cjson.encode(id) .. ','
+end
+
 local function append_history(k, wf, from, meta_text)
-  redis.call('RPUSH', k.history, '{"from":' .. json_or_null(from) .. ',"to":' .. cjson.encode(wf.state)
+  redis.call('RPUSH', k.history, history_prefix(wf.id) .. '"from":' .. json_or_null(from) .. ',"to":' .. cjson.encode(wf.state)
     .. ',"at":' .. wf.updatedAt .. ',"version":' .. wf.version .. ',"metadata":' .. meta_text .. '}')
 end
 
@@ -315,6 +329,19 @@ local function workflow_reply(wf, definition)
     }
   end
   return reply
+end
+
+-- Checks, before any write, that a new workflow's keys are its own: no workflow hash yet (else
+-- ALREADY_EXISTS), an empty history, and a machine hash holding `machine_name` (when it exists).
+local function check_new_workflow(k, id, machine_name)
+  if redis.call('EXISTS', k.workflow) == 1 then
+    check_owner(redis.call('HGET', k.workflow, 'id'), id, 'workflow')
+    return false
+  end
+  if redis.call('EXISTS', k.history) == 1 then reject('STALE_KEYS', 'history key does not belong to new workflow ' .. id) end
+  local current = load_machine(k.machine)
+  if current then check_owner(current.name, machine_name, 'machine') end
+  return true
 end
 
 -- Creates a workflow in its machine's initial state: hash, first history entry, indexes, and the
@@ -343,13 +370,25 @@ end
 
 -- Loads a workflow for a transition and checks that the caller's routing (the machine, and for an
 -- order its user and product, from which the caller built KEYS) matches what is stored.
+-- Every key of the block must be this workflow's: the stored id, a history as long as the version
+-- (one entry per version) whose entries carry the id, the machine's name; for an order the stored product and account ids.
 local function load_routed_workflow(k, id, routing)
   local wf = hgetall_table(k.workflow)
   if wf.id == nil then reject('NOT_FOUND', 'workflow ' .. id .. ' not found') end
+  check_owner(wf.id, id, 'workflow')
+  local first = redis.call('LINDEX', k.history, 0)
+  local prefix = history_prefix(id)
+  if redis.call('LLEN', k.history) ~= tonumber(wf.version) or not first or first:sub(1, #prefix) ~= prefix then
+    reject('STALE_KEYS', 'history key does not belong to workflow ' .. id)
+  end
   if wf.machine ~= routing.machine then reject('STALE_KEYS', 'workflow ' .. id .. ' routing changed') end
   if wf.kind == 'order' and (wf.userId ~= routing.userId or wf.productId ~= routing.productId
       or k.stock == nil or k.balance == nil) then
     reject('STALE_KEYS', 'order ' .. id .. ' needs its product and account keys')
+  end
+  if wf.kind == 'order' then
+    check_owner(redis.call('HGET', k.stock, 'id'), wf.productId, 'product stock')
+    check_owner(redis.call('HGET', k.balance, 'id'), wf.userId, 'account balance')
   end
   return wf
 end
@@ -360,6 +399,7 @@ end
 local function plan_transition(k, wf, opts)
   local definition = load_machine(k.machine, wf.machineVersion)
   if not definition then reject('NOT_FOUND', 'machine ' .. wf.machine .. ' version ' .. wf.machineVersion .. ' not found') end
+  check_owner(definition.name, wf.machine, 'machine')
   if opts.expected_from and opts.expected_from ~= wf.state then
     reject('STATE_CONFLICT', 'workflow ' .. wf.id .. ' is in state ' .. wf.state .. ', not ' .. opts.expected_from)
   end
@@ -376,8 +416,8 @@ local function plan_transition(k, wf, opts)
   check_metadata_size(merged_metadata(wf, opts.meta_pairs), 'merged metadata')
   local plan = { wf = wf, definition = definition, to = opts.to, meta_pairs = opts.meta_pairs }
   if wf.kind == 'order' and (opts.to == 'cancelled' or opts.to == 'returned') then
-    local balance = tonumber(redis.call('GET', k.balance) or '0')
-    local stock = tonumber(redis.call('GET', k.stock) or '0')
+    local balance = tonumber(redis.call('HGET', k.balance, 'balanceCents') or '0')
+    local stock = tonumber(redis.call('HGET', k.stock, 'stock') or '0')
     if balance + tonumber(wf.totalCents) > MAX_MONEY_CENTS then
       reject('BAD_USER_INPUT', 'refund would take account ' .. wf.userId .. ' above ' .. fmt_int(MAX_MONEY_CENTS) .. ' cents')
     end
@@ -410,8 +450,10 @@ local function apply_transition(k, ctx, plan, now)
   index_add(k, wf)
   emit_workflow_event(k, ctx, wf, from, meta_text)
   if plan.refund then
-    redis.call('INCRBY', k.balance, wf.totalCents)
-    redis.call('INCRBY', k.stock, wf.quantity)
+    redis.call('HINCRBY', k.balance, 'balanceCents', wf.totalCents)
+    redis.call('HSET', k.balance, 'id', wf.userId)
+    redis.call('HINCRBY', k.stock, 'stock', wf.quantity)
+    redis.call('HSET', k.stock, 'id', wf.productId)
   end
   if wf.kind == 'order' then emit_order_event(k, ctx, 'ORDER_' .. string.upper(wf.state), wf) end
   return wf
