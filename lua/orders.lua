@@ -7,18 +7,57 @@
 -- also holds userId, productId, quantity, unitPriceCents and totalCents; its transitions (and the
 -- refund on cancelled/returned) go through wf_transition in lua/workflows.lua.
 
-local LIBRARY_VERSION = '1'
+local LIBRARY_VERSION = '2'
+
+-- Idempotent requests (depositFunds, restockProduct with a requestId): a request hash
+-- {id, request, reply} keeps what was asked (function and arguments) and the first reply, for the
+-- TTL the caller passes. The same request again answers that reply and applies nothing; another
+-- request under the same id is IDEMPOTENCY_CONFLICT. Returns the stored reply, or nil.
+local function request_args(keys, args, first_arg)
+  local request_id = args[first_arg]
+  if request_id == nil or request_id == '' then
+    if keys[2] ~= nil then reject('BAD_USER_INPUT', 'a request key needs a requestId') end
+    return nil
+  end
+  check_id(request_id, 'requestId')
+  if keys[2] == nil then reject('BAD_USER_INPUT', 'a requestId needs its request key') end
+  return { key = keys[2], id = request_id, ttl = check_int(args[first_arg + 1], 'request TTL', 1, 1000000000000) }
+end
+
+local function replay_request(req, request_text)
+  if not req then return nil end
+  local stored = redis.call('HMGET', req.key, 'id', 'request', 'reply')
+  if not stored[1] then return nil end
+  check_owner(stored[1], req.id, 'request')
+  if stored[2] ~= request_text then
+    reject('IDEMPOTENCY_CONFLICT', 'requestId ' .. req.id .. ' was already used for another request')
+  end
+  return stored[3]
+end
+
+local function remember_request(req, request_text, reply)
+  if not req then return end
+  redis.call('HSET', req.key, 'id', req.id, 'request', request_text, 'reply', reply)
+  redis.call('PEXPIRE', req.key, req.ttl)
+end
 
 --[[ product_restock: add units to a product's stock (creating the product when it has none).
-  KEYS[1] product stock
+  KEYS[1] product stock   KEYS[2] request hash (only with a requestId)
   ARGV[1] product id   ARGV[2] quantity (integer 1..2^31-1)
-  Reply: {id, stock}
+  ARGV[3] requestId or '' (optional)   ARGV[4] how long the request is remembered, in ms
+  Reply: {id, stock}; with a requestId seen before for the same product and quantity, the first
+  reply, and nothing is added
   Errors: BAD_USER_INPUT (bad id or quantity, or the resulting stock would exceed 2^31-1),
-          STALE_KEYS (KEYS[1] belongs to another product)
+          IDEMPOTENCY_CONFLICT (the requestId was used for another request), STALE_KEYS (KEYS[1]
+          belongs to another product, KEYS[2] to another requestId)
 ]]
 register('product_restock', function(keys, args)
   local id = check_id(args[1], 'product id')
   local quantity = check_int(args[2], 'quantity', 1, MAX_INT32)
+  local req = request_args(keys, args, 3)
+  local request_text = 'product_restock ' .. id .. ' ' .. fmt_int(quantity)
+  local replayed = replay_request(req, request_text)
+  if replayed then return replayed end
   local stored = redis.call('HMGET', keys[1], 'id', 'stock')
   check_owner(stored[1], id, 'product stock')
   local stock = tonumber(stored[2] or '0')
@@ -27,19 +66,28 @@ register('product_restock', function(keys, args)
   end
   local new_stock = redis.call('HINCRBY', keys[1], 'stock', fmt_int(quantity))
   redis.call('HSET', keys[1], 'id', id)
-  return '{"id":' .. cjson.encode(id) .. ',"stock":' .. fmt_int(new_stock) .. '}'
+  local reply = '{"id":' .. cjson.encode(id) .. ',"stock":' .. fmt_int(new_stock) .. '}'
+  remember_request(req, request_text, reply)
+  return reply
 end)
 
 --[[ account_deposit: add money to an account's balance (creating the account when it has none).
-  KEYS[1] account balance
+  KEYS[1] account balance   KEYS[2] request hash (only with a requestId)
   ARGV[1] account id   ARGV[2] amount in cents (integer 1..10^13)
-  Reply: {id, balanceCents}
+  ARGV[3] requestId or '' (optional)   ARGV[4] how long the request is remembered, in ms
+  Reply: {id, balanceCents}; with a requestId seen before for the same account and amount, the first
+  reply, and nothing is added
   Errors: BAD_USER_INPUT (bad id or amount, or the resulting balance would exceed 10^13 cents),
-          STALE_KEYS (KEYS[1] belongs to another account)
+          IDEMPOTENCY_CONFLICT (the requestId was used for another request), STALE_KEYS (KEYS[1]
+          belongs to another account, KEYS[2] to another requestId)
 ]]
 register('account_deposit', function(keys, args)
   local id = check_id(args[1], 'account id')
   local amount = check_int(args[2], 'amountCents', 1, MAX_MONEY_CENTS)
+  local req = request_args(keys, args, 3)
+  local request_text = 'account_deposit ' .. id .. ' ' .. fmt_int(amount)
+  local replayed = replay_request(req, request_text)
+  if replayed then return replayed end
   local stored = redis.call('HMGET', keys[1], 'id', 'balanceCents')
   check_owner(stored[1], id, 'account balance')
   local balance = tonumber(stored[2] or '0')
@@ -48,7 +96,9 @@ register('account_deposit', function(keys, args)
   end
   local new_balance = redis.call('HINCRBY', keys[1], 'balanceCents', fmt_int(amount))
   redis.call('HSET', keys[1], 'id', id)
-  return '{"id":' .. cjson.encode(id) .. ',"balanceCents":' .. fmt_int(new_balance) .. '}'
+  local reply = '{"id":' .. cjson.encode(id) .. ',"balanceCents":' .. fmt_int(new_balance) .. '}'
+  remember_request(req, request_text, reply)
+  return reply
 end)
 
 --[[ product_get (no-writes): a product's stock.

@@ -8,7 +8,7 @@
 -- lease. An entry leaves the due set when it becomes DONE, FAILED or CANCELLED, all in the call that
 -- changes its status, so it takes effect exactly once however many workers claim it.
 
-local LIBRARY_VERSION = '1'
+local LIBRARY_VERSION = '2'
 local MAX_RUN_AT = 8640000000000000   -- the largest JavaScript Date, in ms
 local MAX_CLAIM = 1000
 
@@ -21,6 +21,14 @@ local function entry_reply(e)
     .. ',"machine":' .. cjson.encode(e.machine) .. ',"to":' .. cjson.encode(e.to)
     .. ',"runAt":' .. e.runAt .. ',"status":' .. cjson.encode(e.status) .. ',"error":' .. err
     .. ',"executedAt":' .. (e.executedAt or 'null') .. '}'
+end
+
+-- Metadata pairs as one text, sorted by key: the same object whatever order its keys came in.
+local function canonical_pairs(pairs_list)
+  local sorted = {}
+  for i, pair in ipairs(pairs_list) do sorted[i] = pair end
+  table.sort(sorted, function(a, b) return a[1] < b[1] end)
+  return metadata_text(sorted)
 end
 
 -- Marks a PENDING entry DONE or FAILED and takes it out of the due set.
@@ -40,9 +48,11 @@ end
   KEYS[1] entry hash   KEYS[2] due set   KEYS[3] the workflow hash   KEYS[4] its machine hash
   ARGV[1] entry id   ARGV[2] workflow id   ARGV[3] machine (routing)   ARGV[4] target state
   ARGV[5] runAt (ms, integer 0..8640000000000000)   ARGV[6] metadata pairs JSON [[keyJson, valueJson], ...]
-  Reply: the entry {id, workflowId, machine, to, runAt, status: PENDING, error: null, executedAt: null}
+  Reply: the entry {id, workflowId, machine, to, runAt, status: PENDING, error: null, executedAt: null}.
+  Idempotent by entry id: an entry with this id and the same workflowId, to, runAt and metadata
+  (compared key by key) is answered as it is now, and nothing is written.
   Errors: BAD_USER_INPUT (arguments; a target that is not a state of the workflow's machine version),
-          NOT_FOUND (workflow), ALREADY_EXISTS (entry id), STALE_KEYS (the workflow has another machine,
+          NOT_FOUND (workflow), IDEMPOTENCY_CONFLICT (the entry id is taken by other parameters), STALE_KEYS (the workflow has another machine,
           or a key belongs to another entry, workflow or machine)
   A target not allowed from the current state is accepted: the workflow may move first; it is decided
   when the entry runs.
@@ -55,6 +65,15 @@ register('sched_create', function(keys, args)
   local run_at = check_int(args[5], 'runAt', 0, MAX_RUN_AT)
   local meta_pairs = parse_metadata_pairs(args[6])
   check_metadata_size(meta_pairs, 'metadata')
+  local existing = hgetall_table(keys[1])
+  if existing.id then
+    check_owner(existing.id, id, 'scheduled transition')
+    if existing.workflowId ~= workflow_id or existing.to ~= to or existing.runAt ~= fmt_int(run_at)
+        or canonical_pairs(parse_metadata_pairs(existing.metadata)) ~= canonical_pairs(meta_pairs) then
+      reject('IDEMPOTENCY_CONFLICT', 'scheduled transition ' .. id .. ' already exists with other parameters')
+    end
+    return entry_reply(existing)
+  end
   local wf = redis.call('HMGET', keys[3], 'id', 'machine', 'machineVersion')
   if not wf[1] then reject('NOT_FOUND', 'workflow ' .. workflow_id .. ' not found') end
   check_owner(wf[1], workflow_id, 'workflow')
@@ -65,8 +84,6 @@ register('sched_create', function(keys, args)
   if not contains(definition.states, to) then
     reject('BAD_USER_INPUT', 'state ' .. to .. ' is not a state of machine ' .. machine .. ' version ' .. wf[3])
   end
-  check_owner(redis.call('HGET', keys[1], 'id'), id, 'scheduled transition')
-  if redis.call('EXISTS', keys[1]) == 1 then reject('ALREADY_EXISTS', 'scheduled transition ' .. id .. ' already exists') end
 
   local e = {
     id = id, workflowId = workflow_id, machine = machine, to = to, runAt = fmt_int(run_at),

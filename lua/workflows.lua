@@ -2,13 +2,34 @@
 -- State machines and workflows. The shared prelude (lua/include/prelude.lua) is inserted after
 -- line 1 by the loader; see it for the workflow key block and the event ARGV block.
 
-local LIBRARY_VERSION = '1'
+local LIBRARY_VERSION = '2'
+
+local function same_list(a, b)
+  if type(a) ~= 'table' or type(b) ~= 'table' or #a ~= #b then return false end
+  for i = 1, #a do if a[i] ~= b[i] then return false end end
+  return true
+end
+
+-- Two definitions are the same when initial state, states, rules (merged, in order) and terminal
+-- states are.
+local function same_definition(a, b)
+  if a.initialState ~= b.initialState or not same_list(a.states, b.states)
+      or not same_list(a.terminalStates, b.terminalStates) or #a.transitions ~= #b.transitions then
+    return false
+  end
+  for i, rule in ipairs(a.transitions) do
+    if rule.from ~= b.transitions[i].from or not same_list(rule.to, b.transitions[i].to) then return false end
+  end
+  return true
+end
 
 --[[ machine_define: define a machine, or a new version of it.
   KEYS[1] machine hash   KEYS[2] machine name set
   ARGV[1] name   ARGV[2] definition JSON {initialState, states, transitions:[{from,to:[...]}],
           terminalStates (optional: default, the states with no outgoing transition)}
-  Reply: the stored definition {name, version, initialState, states, transitions, terminalStates}
+  Reply: the stored definition {name, version, initialState, states, transitions, terminalStates};
+  a definition identical to the current version (after merging rules and defaulting terminal
+  states) adds no version: the reply is the current one
   Errors: BAD_USER_INPUT (invalid definition, or the built-in 'order' machine), STALE_KEYS (KEYS[1]
           holds another machine)
 ]]
@@ -73,6 +94,9 @@ register('machine_define', function(keys, args)
     name = name, version = version, initialState = input.initialState, states = input.states,
     transitions = kept, terminalStates = terminal,
   }
+  if current and same_definition(current, definition) then
+    return redis.call('HGET', keys[1], 'v' .. fmt_int(current.version))
+  end
   local text = cjson.encode(definition)
   redis.call('HSET', keys[1], 'current', version, 'v' .. version, text)
   redis.call('SADD', keys[2], name)

@@ -83,20 +83,33 @@ function requireOrder(wf: Workflow): Order {
 export class OrderEngine {
   constructor(private readonly ctx: EngineContext) {}
 
-  /** Adds units to a product's stock; the resulting stock stays within 2^31 - 1. */
-  async restock(tenant: string, productId: string, quantity: number): Promise<Product> {
-    const id = assertId(productId, 'productId');
-    const q = assertInt(quantity, 'quantity', 1, MAX_INT32);
-    const k = this.ctx.keys(tenant);
-    return fcall<Product>(this.ctx.redis, 'product_restock', [k.productStock(id)], [id, q]);
+  /** KEYS and ARGV tail of an optionally idempotent request (lua/orders.lua: request_args). */
+  private requestParts(tenant: string, requestId: string | null | undefined): { keys: string[]; args: (string | number)[] } {
+    if (requestId === undefined || requestId === null) return { keys: [], args: [] };
+    const id = assertId(requestId, 'requestId');
+    return { keys: [this.ctx.keys(tenant).request(id)], args: [id, this.ctx.options.idempotencyTtlMs] };
   }
 
-  /** Adds money to an account's balance; the resulting balance stays within 10^13 cents. */
-  async deposit(tenant: string, accountId: string, amountCents: number): Promise<Account> {
+  /**
+   * Adds units to a product's stock; the resulting stock stays within 2^31 - 1. With a requestId,
+   * the same request again answers the first result and adds nothing (IDEMPOTENCY_CONFLICT when the
+   * requestId was used for another request).
+   */
+  async restock(tenant: string, productId: string, quantity: number, options: { requestId?: string | null } = {}): Promise<Product> {
+    const id = assertId(productId, 'productId');
+    const q = assertInt(quantity, 'quantity', 1, MAX_INT32);
+    const request = this.requestParts(tenant, options.requestId);
+    const k = this.ctx.keys(tenant);
+    return fcall<Product>(this.ctx.redis, 'product_restock', [k.productStock(id), ...request.keys], [id, q, ...request.args]);
+  }
+
+  /** Adds money to an account's balance (within 10^13 cents); idempotent by requestId like restock. */
+  async deposit(tenant: string, accountId: string, amountCents: number, options: { requestId?: string | null } = {}): Promise<Account> {
     const id = assertId(accountId, 'accountId');
     const amount = assertInt(amountCents, 'amountCents', 1, MAX_MONEY_CENTS);
+    const request = this.requestParts(tenant, options.requestId);
     const k = this.ctx.keys(tenant);
-    return fcall<Account>(this.ctx.redis, 'account_deposit', [k.accountBalance(id)], [id, amount]);
+    return fcall<Account>(this.ctx.redis, 'account_deposit', [k.accountBalance(id), ...request.keys], [id, amount, ...request.args]);
   }
 
   async product(tenant: string, productId: string): Promise<Product | null> {

@@ -36,6 +36,12 @@ export class ScheduledTransition {
 
 @InputType()
 export class ScheduleTransitionInput {
+  @Field(() => ID, {
+    nullable: true,
+    description: 'Idempotency key (generated when absent): the same id with the same parameters answers the stored entry.',
+  })
+  id?: string | null;
+
   @Field(() => ID)
   workflowId!: string;
 

@@ -19,6 +19,8 @@ export interface SchedulerWorkerOptions {
   leaseMs?: number;
   /** Entries claimed per call. Default 100. */
   batchSize?: number;
+  /** Applying an entry that fails without an atomflow error code this many times makes it FAILED. Default 5. */
+  maxAttempts?: number;
   /** Where failures are reported; the loop goes on after logging. Default console.error. */
   log?: (line: string) => void;
 }
@@ -28,6 +30,7 @@ export class SchedulerWorker {
   readonly tickMs: number;
   readonly leaseMs: number;
   readonly batchSize: number;
+  readonly maxAttempts: number;
   private readonly log: (line: string) => void;
   private running = false;
   /** Set by stop(): a tick in flight finishes its current batch and claims no more. */
@@ -43,6 +46,7 @@ export class SchedulerWorker {
     this.tickMs = assertInt(options.tickMs ?? 250, 'tickMs', 1, MAX_INT32);
     this.leaseMs = assertInt(options.leaseMs ?? 30_000, 'leaseMs', 1, MAX_INT32);
     this.batchSize = assertInt(options.batchSize ?? 100, 'batchSize', 1, MAX_CLAIM);
+    this.maxAttempts = assertInt(options.maxAttempts ?? 5, 'maxAttempts', 1, 1000);
     this.log = options.log ?? ((line) => console.error(line));
   }
 

@@ -87,7 +87,7 @@ describe('scheduling', () => {
       engine.scheduler.schedule(tenant, { ...ok, ...input } as unknown as typeof ok);
 
     await expectRejectedWithoutWrites(redis, tenant, schedule({ workflowId: 'ghost' }), 'NOT_FOUND');
-    const dup = await expectRejectedWithoutWrites(redis, tenant, schedule({ id: 's-1', to: 'published' }), 'ALREADY_EXISTS');
+    const dup = await expectRejectedWithoutWrites(redis, tenant, schedule({ id: 's-1', to: 'published' }), 'IDEMPOTENCY_CONFLICT');
     expect(dup.message).toContain('s-1');
     const unknown = await expectRejectedWithoutWrites(redis, tenant, schedule({ to: 'nowhere' }), 'BAD_USER_INPUT');
     expect(unknown.message).toContain('nowhere');
