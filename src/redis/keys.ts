@@ -66,6 +66,8 @@ export function tenantKeys(tenant: string) {
     scheduleDue: () => seg('scheduleDue'),
     scheduleIndex: () => seg('scheduleIndex'),
     scheduleIndexByStatus: () => seg('scheduleIndexByStatus'),
+    /** KEYS[1..4] of every scheduler function that writes an entry (lua/scheduler.lua). */
+    scheduleKeys: (entryId: string) => [keys.scheduleEntry(entryId), keys.scheduleDue(), keys.scheduleIndex(), keys.scheduleIndexByStatus()],
     /** The stored outcome of an idempotent request (depositFunds, restockProduct) by its requestId. */
     request: (requestId: string) => withId('request', requestId, 'requestId'),
     /** Channels are not keys (pub/sub is cluster-wide), but their names are made here too. */

@@ -78,7 +78,8 @@ export class SchedulerWorker {
   /**
    * One pass: for each tenant, claims due entries batch by batch and applies them. Returns how many
    * entries this pass claimed and applied (settled as DONE or FAILED, or found already settled).
-   * An entry whose apply fails (Redis unreachable, say) is logged and left to its lease.
+   * An entry whose apply fails (Redis unreachable, say) is logged and left to its lease; a failed
+   * attempt that Redis answered is counted, and after maxAttempts the entry is FAILED.
    */
   async tick(): Promise<number> {
     let applied = 0;
@@ -87,10 +88,19 @@ export class SchedulerWorker {
       try {
         for (;;) {
           const ids = await this.engine.scheduler.claimDue(tenant, { limit: this.batchSize, leaseMs: this.leaseMs });
-          const results = await Promise.allSettled(ids.map((id) => this.engine.scheduler.apply(tenant, id)));
+          const results = await Promise.allSettled(
+            ids.map((id) => this.engine.scheduler.apply(tenant, id, { maxAttempts: this.maxAttempts })),
+          );
           results.forEach((r, i) => {
-            if (r.status === 'fulfilled') applied++;
-            else this.log(`scheduler: applying ${tenant}/${ids[i]} failed: ${describe(r.reason)}`);
+            if (r.status === 'rejected') {
+              this.log(`scheduler: applying ${tenant}/${ids[i]} failed: ${describe(r.reason)}`);
+            } else if (r.value.status === 'PENDING') {
+              // a failed attempt, counted; claimable again when its lease runs out
+              this.log(`scheduler: attempt ${r.value.attempts} of ${this.maxAttempts} to apply ${tenant}/${ids[i]} failed: ${r.value.error}`);
+            } else {
+              applied++;
+              if (r.value.error?.startsWith('ATTEMPTS_EXHAUSTED')) this.log(`scheduler: ${tenant}/${ids[i]} FAILED: ${r.value.error}`);
+            }
           });
           if (ids.length < this.batchSize || this.stopping) break;
         }

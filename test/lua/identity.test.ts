@@ -130,27 +130,28 @@ describe('scheduler functions', () => {
   it("sched_apply with entry A's key and entry B's id applies nothing", async () => {
     const tenant = await withEntries();
     const k = engine.context.keys(tenant);
-    await expectStale(tenant, 'sched_apply', [k.scheduleEntry('s-a'), k.scheduleDue(), ...k.workflowBlock('w-b', 'doc')], [
-      ...engine.context.eventArgs(k), 's-b', 'w-b', 'doc', '', '',
+    await expectStale(tenant, 'sched_apply', [...k.scheduleKeys('s-a'), ...k.workflowBlock('w-b', 'doc')], [
+      ...engine.context.eventArgs(k), 's-b', 'w-b', 'doc', '', '', 5, 60_000,
     ]);
     // entry and workflow right, but another workflow's block
-    await expectStale(tenant, 'sched_apply', [k.scheduleEntry('s-a'), k.scheduleDue(), ...k.workflowBlock('w-b', 'doc')], [
-      ...engine.context.eventArgs(k), 's-a', 'w-a', 'doc', '', '',
+    await expectStale(tenant, 'sched_apply', [...k.scheduleKeys('s-a'), ...k.workflowBlock('w-b', 'doc')], [
+      ...engine.context.eventArgs(k), 's-a', 'w-a', 'doc', '', '', 5, 60_000,
     ]);
   });
 
   it("sched_cancel with entry A's key and entry B's id cancels nothing", async () => {
     const tenant = await withEntries();
     const k = engine.context.keys(tenant);
-    await expectStale(tenant, 'sched_cancel', [k.scheduleEntry('s-a'), k.scheduleDue()], ['s-b']);
+    await expectStale(tenant, 'sched_cancel', k.scheduleKeys('s-a'), ['s-b', 60_000]);
+    await expectStale(tenant, 'sched_attempt_failed', k.scheduleKeys('s-a'), ['s-b', 'ERR boom', 5, 60_000]);
   });
 
   it("sched_create with workflow A's hash or machine B's hash, or an existing entry's key, schedules nothing", async () => {
     const tenant = await withEntries();
     const k = engine.context.keys(tenant);
     const args = (entryId: string, workflowId: string) => [entryId, workflowId, 'doc', 'review', Date.now() + 60_000, '[]'];
-    await expectStale(tenant, 'sched_create', [k.scheduleEntry('s-new'), k.scheduleDue(), k.workflow('w-a'), k.machine('doc')], args('s-new', 'w-b'));
-    await expectStale(tenant, 'sched_create', [k.scheduleEntry('s-new'), k.scheduleDue(), k.workflow('w-a'), k.machine('doc2')], args('s-new', 'w-a'));
-    await expectStale(tenant, 'sched_create', [k.scheduleEntry('s-a'), k.scheduleDue(), k.workflow('w-a'), k.machine('doc')], args('s-new', 'w-a'));
+    await expectStale(tenant, 'sched_create', [...k.scheduleKeys('s-new'), k.workflow('w-a'), k.machine('doc')], args('s-new', 'w-b'));
+    await expectStale(tenant, 'sched_create', [...k.scheduleKeys('s-new'), k.workflow('w-a'), k.machine('doc2')], args('s-new', 'w-a'));
+    await expectStale(tenant, 'sched_create', [...k.scheduleKeys('s-a'), k.workflow('w-a'), k.machine('doc')], args('s-new', 'w-a'));
   });
 });

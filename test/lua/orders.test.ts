@@ -514,6 +514,6 @@ describe('order transitions', () => {
   });
 
   it('reports the library version', async () => {
-    expect(JSON.parse((await redis.call('FCALL_RO', 'orders_version', 0)) as string)).toEqual({ library: 'atomflow_orders', version: '1' });
+    expect(JSON.parse((await redis.call('FCALL_RO', 'orders_version', 0)) as string)).toEqual({ library: 'atomflow_orders', version: '2' });
   });
 });
