@@ -13,6 +13,13 @@ local LIBRARY_VERSION = '2'
 -- {id, request, reply} keeps what was asked (function and arguments) and the first reply, for the
 -- TTL the caller passes. The same request again answers that reply and applies nothing; another
 -- request under the same id is IDEMPOTENCY_CONFLICT. Returns the stored reply, or nil.
+-- An account's orders are a sorted set of score 0 read in lexicographic order, newest first:
+-- members '<inverted sequence>:<orderId>', the sequence counting the account's orders (field
+-- orderSeq of its balance hash), so orders placed in the same millisecond keep their order.
+local function account_order_member(seq, id)
+  return string.format('%013d', 9999999999999 - seq) .. ':' .. id
+end
+
 local function request_args(keys, args, first_arg)
   local request_id = args[first_arg]
   if request_id == nil or request_id == '' then
@@ -140,7 +147,7 @@ end, true)
   userId, productId, quantity and unitPriceCents: answered as it is now, nothing charged; other
   parameters: IDEMPOTENCY_CONFLICT); product and account known; stock; balance.
   Writes: the order machine when absent, stock - quantity, balance - total, the order workflow in
-  state pending, the order id at the head of the account's order list.
+  state pending, the order in the account's order index (member '<inverted sequence>:<orderId>').
   Reply: the order's workflow (with its order fields and allowed transitions).
   Events: WORKFLOW_TRANSITION {from: null, to: pending} on the workflow channel, then
   ORDER_CONFIRMED {state: pending} on the orders channel (both appended to the event stream).
@@ -203,21 +210,31 @@ register('order_process', function(keys, args)
     unitPriceCents = fmt_int(unit_price), totalCents = fmt_int(total),
   }
   local wf = create_workflow(k, ctx, id, ORDER_MACHINE, definition, 'order', {}, extra, now_ms())
-  redis.call('LPUSH', orders_key, id)
+  redis.call('ZADD', orders_key, 0, account_order_member(redis.call('HINCRBY', k.balance, 'orderSeq', 1), id))
   emit_order_event(k, ctx, 'ORDER_CONFIRMED', wf)
   return cjson.encode(workflow_reply(wf, definition))
 end)
 
 --[[ account_orders (no-writes): a page of an account's order ids, newest first.
-  KEYS[1] the account's order list   ARGV[1] offset   ARGV[2] page size (1..1000)
-  Reply: {"ids": [orderId, ...], "next": offset or null}
-  Errors: BAD_USER_INPUT (offset or page size)
+  KEYS[1] the account's order index   ARGV[1] cursor (the last member of the previous page) or ''
+  ARGV[2] page size (1..1000)
+  Reply: {"ids": [orderId, ...], "next": member or null}. The cursor is a position in the order of
+  the index, not an offset: orders placed meanwhile go before the first page and never shift a page.
+  Errors: BAD_USER_INPUT (cursor or page size)
 ]]
 register('account_orders', function(keys, args)
-  local ids, next_offset = list_page(keys[1], args[1], args[2])
+  local size = check_int(args[2], 'page size', 1, 1000)
+  local min = '-'
+  if args[1] ~= '' then
+    if not args[1]:find('^%d%d%d%d%d%d%d%d%d%d%d%d%d:[^:]+$') then reject('BAD_USER_INPUT', 'cursor does not belong to this listing') end
+    min = '(' .. args[1]
+  end
+  local members = redis.call('ZRANGEBYLEX', keys[1], min, '+', 'LIMIT', 0, size + 1)
   local parts = {}
-  for i, id in ipairs(ids) do parts[i] = cjson.encode(id) end
-  return '{"ids":[' .. table.concat(parts, ',') .. '],"next":' .. next_offset .. '}'
+  for i = 1, math.min(#members, size) do parts[i] = cjson.encode(members[i]:sub(15)) end
+  local next_member = nil
+  if #members > size then next_member = members[size] end
+  return '{"ids":[' .. table.concat(parts, ',') .. '],"next":' .. json_or_null(next_member) .. '}'
 end, true)
 
 register('orders_version', function() return cjson.encode({ library = 'atomflow_orders', version = LIBRARY_VERSION }) end, true)

@@ -362,7 +362,7 @@ async function checkOrders(redis: Redis): Promise<Check[]> {
   let stored = 0;
   let listed = 0;
   for (let a = 0; a < ACCOUNTS; a++) {
-    const ids = await redis.lrange(k.accountOrders(accountId(a)), 0, -1);
+    const ids = (await redis.zrange(k.accountOrders(accountId(a)), 0, -1)).map((m) => m.slice(14));
     listed += ids.length;
     const pipeline = redis.pipeline();
     for (const id of ids) pipeline.hmget(k.workflow(id), 'userId', 'productId', 'quantity', 'totalCents');
@@ -433,7 +433,7 @@ async function checkNoOversell(engine: Engine, redis: Redis): Promise<Check> {
   const k = tenantKeys(TENANT);
   const left = Number(await redis.hget(k.productStock(product), 'stock'));
   const balance = Number(await redis.hget(k.accountBalance('buyer'), 'balanceCents'));
-  const listed = await redis.llen(k.accountOrders('buyer'));
+  const listed = await redis.zcard(k.accountOrders('buyer'));
   const ok = sold === stock && outOfStock === attempts - stock && other === 0 && left === 0 && listed === stock && balance === (attempts - stock) * 1000;
   return {
     ok,

@@ -13,7 +13,7 @@ import {
   assertId,
   assertInt,
   assertPageSize,
-  decodeOffsetCursor,
+  decodeCursor,
   encodeCursor,
   MAX_INT32,
   MAX_MONEY_CENTS,
@@ -177,7 +177,7 @@ export class OrderEngine {
     return reply ? orderOf(decodeWorkflow(reply)) : null;
   }
 
-  /** An account's orders, newest first. */
+  /** An account's orders, newest first; the cursor is a position, stable when orders are placed meanwhile. */
   async accountOrders(
     tenant: string,
     accountId: string,
@@ -185,13 +185,14 @@ export class OrderEngine {
   ): Promise<Page<Order>> {
     const id = assertId(accountId, 'accountId');
     const first = assertPageSize(page.first, 20);
-    const offset = decodeOffsetCursor(page.after);
+    const after = decodeCursor(page.after);
+    if (after !== '' && !/^\d{13}:[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(after)) throw badInput('after is not a cursor of this listing');
     const k = this.ctx.keys(tenant);
-    const reply = await fcallReadOnly<{ ids: unknown; next: number | null }>(
+    const reply = await fcallReadOnly<{ ids: unknown; next: string | null }>(
       this.ctx.redis,
       'account_orders',
       [k.accountOrders(id)],
-      [offset, first],
+      [after, first],
     );
     const ids = asList<string>(reply.ids);
     const replies = await fcallReadOnlyMany<WorkflowReply | null>(
