@@ -13,12 +13,6 @@ local LIBRARY_VERSION = '2'
 -- {id, request, reply} keeps what was asked (function and arguments) and the first reply, for the
 -- TTL the caller passes. The same request again answers that reply and applies nothing; another
 -- request under the same id is IDEMPOTENCY_CONFLICT. Returns the stored reply, or nil.
--- An account's orders are a sorted set of score 0 read in lexicographic order, newest first:
--- members '<inverted sequence>:<orderId>', the sequence counting the account's orders (field
--- orderSeq of its balance hash), so orders placed in the same millisecond keep their order.
-local function account_order_member(seq, id)
-  return string.format('%013d', 9999999999999 - seq) .. ':' .. id
-end
 
 local function request_args(keys, args, first_arg)
   local request_id = args[first_arg]
@@ -137,11 +131,11 @@ register('account_get', function(keys, args)
 end, true)
 
 --[[ order_process: place an order, idempotent by order id.
-  KEYS[1..10] the workflow key block of the order (see the prelude), machine = 'order',
-              KEYS[9] product stock, KEYS[10] account balance
-  KEYS[11] the account's order list   KEYS[12] machine name set
-  ARGV[1..3] the event block   ARGV[4] order id   ARGV[5] user (account) id   ARGV[6] product id
-  ARGV[7] quantity (integer 1..2^31-1)   ARGV[8] unit price in cents (integer 0..10^13)
+  KEYS[1..11] the workflow key block of the order (see the prelude), machine = 'order',
+              KEYS[9] product stock, KEYS[10] account balance, KEYS[11] the account's order index
+  KEYS[12] machine name set
+  ARGV[1..4] the event block   ARGV[5] order id   ARGV[6] user (account) id   ARGV[7] product id
+  ARGV[8] quantity (integer 1..2^31-1)   ARGV[9] unit price in cents (integer 0..10^13)
   Checks, in this order and before any write: arguments (total = quantity * unitPriceCents at most
   10^13); an existing workflow with that id (not an order: ALREADY_EXISTS; an order with the same
   userId, productId, quantity and unitPriceCents: answered as it is now, nothing charged; other
@@ -162,11 +156,11 @@ register('order_process', function(keys, args)
     reject('BAD_USER_INPUT', 'order_process needs 12 keys')
   end
   local ctx = event_context(args)
-  local id = check_id(args[4], 'order id')
-  local user_id = check_id(args[5], 'userId')
-  local product_id = check_id(args[6], 'productId')
-  local quantity = check_int(args[7], 'quantity', 1, MAX_INT32)
-  local unit_price = check_int(args[8], 'unitPriceCents', 0, MAX_MONEY_CENTS)
+  local id = check_id(args[5], 'order id')
+  local user_id = check_id(args[6], 'userId')
+  local product_id = check_id(args[7], 'productId')
+  local quantity = check_int(args[8], 'quantity', 1, MAX_INT32)
+  local unit_price = check_int(args[9], 'unitPriceCents', 0, MAX_MONEY_CENTS)
   local total = quantity * unit_price
   if total > MAX_MONEY_CENTS then
     reject('BAD_USER_INPUT', 'order total would exceed ' .. fmt_int(MAX_MONEY_CENTS) .. ' cents')
@@ -208,9 +202,10 @@ register('order_process', function(keys, args)
   local extra = {
     userId = user_id, productId = product_id, quantity = fmt_int(quantity),
     unitPriceCents = fmt_int(unit_price), totalCents = fmt_int(total),
+    accountSeq = fmt_int(redis.call('HINCRBY', k.balance, 'orderSeq', 1)),
   }
   local wf = create_workflow(k, ctx, id, ORDER_MACHINE, definition, 'order', {}, extra, now_ms())
-  redis.call('ZADD', orders_key, 0, account_order_member(redis.call('HINCRBY', k.balance, 'orderSeq', 1), id))
+  redis.call('ZADD', orders_key, 0, account_order_member(tonumber(wf.accountSeq), id))
   emit_order_event(k, ctx, 'ORDER_CONFIRMED', wf)
   return cjson.encode(workflow_reply(wf, definition))
 end)

@@ -273,11 +273,11 @@ end, true)
 
 --[[ sched_apply: run a claimed entry's transition, once.
   KEYS[1..4] entry hash, due set, index, index by status
-  KEYS[5..12] the workflow key block of the entry's workflow; KEYS[13] product stock and KEYS[14]
-  account balance when the workflow is an order (see the prelude)
-  ARGV[1..3] the event block   ARGV[4] entry id   ARGV[5] workflow id   ARGV[6] machine (routing)
-  ARGV[7] order userId (routing, '' otherwise)   ARGV[8] order productId (routing, '' otherwise)
-  ARGV[9] max attempts (1..1000)   ARGV[10] retention of settled entries, ms
+  KEYS[5..12] the workflow key block of the entry's workflow; KEYS[13] product stock, KEYS[14]
+  account balance and KEYS[15] account order index when the workflow is an order (see the prelude)
+  ARGV[1..4] the event block   ARGV[5] entry id   ARGV[6] workflow id   ARGV[7] machine (routing)
+  ARGV[8] order userId (routing, '' otherwise)   ARGV[9] order productId (routing, '' otherwise)
+  ARGV[10] max attempts (1..1000)   ARGV[11] retention of settled entries, ms
   An entry that is not PENDING: nothing changes, the reply is the entry as it is. Otherwise, in this
   one call: the transition as wf_transition runs it (state, version, history, indexes, events, an
   order's refund), the entry DONE with executedAt; or, when the transition is refused, the entry
@@ -296,11 +296,11 @@ register('sched_apply', function(keys, args)
   local sk = sched_keys(keys)
   local k = workflow_keys(keys, 5)
   local ctx = event_context(args)
-  local id = check_id(args[4], 'schedule entry id')
-  local workflow_id = check_id(args[5], 'workflow id')
-  local routing = { machine = args[6], userId = args[7], productId = args[8] }
-  local max_attempts = check_int(args[9], 'max attempts', 1, 1000)
-  local retention = check_int(args[10], 'retention', 1, MAX_RETENTION)
+  local id = check_id(args[5], 'schedule entry id')
+  local workflow_id = check_id(args[6], 'workflow id')
+  local routing = { machine = args[7], userId = args[8], productId = args[9] }
+  local max_attempts = check_int(args[10], 'max attempts', 1, 1000)
+  local retention = check_int(args[11], 'retention', 1, MAX_RETENTION)
   local e = load_entry(sk, id)
   if e.workflowId ~= workflow_id then
     reject('STALE_KEYS', 'scheduled transition ' .. id .. ' belongs to workflow ' .. e.workflowId)

@@ -137,8 +137,8 @@ end, true)
 
 --[[ wf_start: start a workflow in its machine's initial state.
   KEYS[1..8] the workflow key block (see the prelude)
-  ARGV[1..3] the event block   ARGV[4] workflow id   ARGV[5] machine name
-  ARGV[6] metadata as JSON [[keyJson, valueJson], ...]
+  ARGV[1..4] the event block   ARGV[5] workflow id   ARGV[6] machine name
+  ARGV[7] metadata as JSON [[keyJson, valueJson], ...]
   Reply: the workflow. Events: WORKFLOW_TRANSITION {from: null, to: initial}
   Errors: BAD_USER_INPUT, NOT_FOUND (machine), ALREADY_EXISTS (id), STALE_KEYS (a key of the block
           belongs to another workflow or machine: nothing is written)
@@ -146,10 +146,10 @@ end, true)
 register('wf_start', function(keys, args)
   local k = workflow_keys(keys, 1)
   local ctx = event_context(args)
-  local id = check_id(args[4], 'workflow id')
-  local machine_name = check_name(args[5], 'machine')
+  local id = check_id(args[5], 'workflow id')
+  local machine_name = check_name(args[6], 'machine')
   if machine_name == ORDER_MACHINE then reject('BAD_USER_INPUT', 'orders are created by processOrder, not started directly') end
-  local meta_pairs = parse_metadata_pairs(args[6])
+  local meta_pairs = parse_metadata_pairs(args[7])
   check_metadata_size(meta_pairs, 'metadata')
   local definition = load_machine(k.machine)
   if not definition then reject('NOT_FOUND', 'machine ' .. machine_name .. ' not found') end
@@ -159,13 +159,16 @@ register('wf_start', function(keys, args)
 end)
 
 --[[ wf_transition: move a workflow (or an order) to another state.
-  KEYS[1..8] the workflow key block; KEYS[9] product stock, KEYS[10] account balance for orders
-  ARGV[1..3] the event block   ARGV[4] workflow id   ARGV[5] machine (routing)
-  ARGV[6] order userId (routing, '' otherwise)   ARGV[7] order productId (routing, '' otherwise)
-  ARGV[8] target state   ARGV[9] expected current state or ''   ARGV[10] expected version or ''
-  ARGV[11] metadata pairs JSON (merged key by key)
+  KEYS[1..8] the workflow key block; KEYS[9] product stock, KEYS[10] account balance, KEYS[11]
+  account order index for orders
+  ARGV[1..4] the event block   ARGV[5] workflow id   ARGV[6] machine (routing)
+  ARGV[7] order userId (routing, '' otherwise)   ARGV[8] order productId (routing, '' otherwise)
+  ARGV[9] target state   ARGV[10] expected current state or ''   ARGV[11] expected version or ''
+  ARGV[12] metadata pairs JSON (merged key by key)
   Reply: the workflow. Events: WORKFLOW_TRANSITION; for orders also ORDER_<STATE> on the orders
   channel; moving an order to cancelled or returned refunds totalCents and restocks its quantity.
+  With a terminal retention (event block), a workflow reaching a terminal state leaves the listings
+  (an order also its account's orders) and expires after it.
   Errors: BAD_USER_INPUT, NOT_FOUND, INVALID_TRANSITION, STATE_CONFLICT, VERSION_CONFLICT, STALE_KEYS
           (routing changed, or a key of the block belongs to another workflow, machine, product or
           account: nothing is written)
@@ -173,13 +176,13 @@ end)
 register('wf_transition', function(keys, args)
   local k = workflow_keys(keys, 1)
   local ctx = event_context(args)
-  local id = check_id(args[4], 'workflow id')
-  local routing = { machine = args[5], userId = args[6], productId = args[7] }
-  local to = check_name(args[8], 'target state')
+  local id = check_id(args[5], 'workflow id')
+  local routing = { machine = args[6], userId = args[7], productId = args[8] }
+  local to = check_name(args[9], 'target state')
   local expected_from, expected_version = nil, nil
-  if args[9] ~= '' then expected_from = check_name(args[9], 'expected state') end
-  if args[10] ~= '' then expected_version = check_int(args[10], 'expected version', 1, MAX_INT32) end
-  local meta_pairs = parse_metadata_pairs(args[11])
+  if args[10] ~= '' then expected_from = check_name(args[10], 'expected state') end
+  if args[11] ~= '' then expected_version = check_int(args[11], 'expected version', 1, MAX_INT32) end
+  local meta_pairs = parse_metadata_pairs(args[12])
   local wf = load_routed_workflow(k, id, routing)
   local plan = plan_transition(k, wf, { to = to, expected_from = expected_from, expected_version = expected_version, meta_pairs = meta_pairs })
   apply_transition(k, ctx, plan, now_ms())

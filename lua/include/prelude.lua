@@ -231,9 +231,12 @@ end
 --   +0 workflow hash        +1 history list           +2 machine hash
 --   +3 index: all           +4 index: all by state    +5 index: machine   +6 index: machine by state
 --   +7 the tenant's event stream
---   +8 product stock, +9 account balance   (orders only: the refund on cancelled/returned)
+--   +8 product stock, +9 account balance, +10 account order index
+--      (orders only: the refund on cancelled/returned; retention of terminal orders)
 -- and the same block of ARGV at the start: [1] workflow channel, [2] orders channel,
--- [3] event stream MAXLEN (approximate trimming).
+-- [3] event stream MAXLEN (approximate trimming), [4] terminal retention in ms (0: off): a workflow
+-- that reaches a terminal state leaves the four indexes (an order also its account's order index)
+-- and its hash and history expire after that long.
 --
 -- The indexes are sorted sets of score 0 read in lexicographic order, so a page is one
 -- ZRANGEBYLEX. Members: '<inverted updatedAt>:<id>:<machine>', by-state indexes prefix '<state>:'.
@@ -244,6 +247,7 @@ local function workflow_keys(keys, offset)
     idx_all = keys[offset + 3], idx_all_state = keys[offset + 4],
     idx_machine = keys[offset + 5], idx_machine_state = keys[offset + 6],
     events = keys[offset + 7], stock = keys[offset + 8], balance = keys[offset + 9],
+    account_orders = keys[offset + 10],
   }
 end
 
@@ -251,6 +255,7 @@ local function event_context(args)
   return {
     workflow_channel = args[1], orders_channel = args[2],
     maxlen = check_int(args[3], 'stream MAXLEN', 1, 1000000000),
+    terminal_retention = check_int(args[4], 'terminal retention', 0, 315360000000),
   }
 end
 
@@ -264,6 +269,26 @@ local function index_remove(k, wf)
   redis.call('ZREM', k.idx_machine, member)
   redis.call('ZREM', k.idx_all_state, wf.state .. ':' .. member)
   redis.call('ZREM', k.idx_machine_state, wf.state .. ':' .. member)
+end
+
+-- An account's orders are a sorted set of score 0 read in lexicographic order, newest first:
+-- members '<inverted sequence>:<orderId>', the sequence counting the account's orders (field
+-- orderSeq of its balance hash, kept as accountSeq on the order), so orders placed in the same
+-- millisecond keep their order.
+local function account_order_member(seq, id)
+  return string.format('%013d', 9999999999999 - seq) .. ':' .. id
+end
+
+-- With a terminal retention, a workflow in a terminal state leaves the listings and expires.
+-- Returns true when it did (the caller then does not index it).
+local function retire_if_terminal(k, ctx, wf, definition)
+  if ctx.terminal_retention == 0 or not contains(definition.terminalStates or {}, wf.state) then return false end
+  redis.call('PEXPIRE', k.workflow, ctx.terminal_retention)
+  redis.call('PEXPIRE', k.history, ctx.terminal_retention)
+  if wf.kind == 'order' and wf.accountSeq and k.account_orders then
+    redis.call('ZREM', k.account_orders, account_order_member(tonumber(wf.accountSeq), wf.id))
+  end
+  return true
 end
 
 local function index_add(k, wf)
@@ -363,7 +388,7 @@ local function create_workflow(k, ctx, id, machine_name, definition, kind, meta_
   redis.call('HSET', k.workflow, unpack(flat))
   local meta_text = metadata_text(meta_pairs)
   append_history(k, wf, nil, meta_text)
-  index_add(k, wf)
+  if not retire_if_terminal(k, ctx, wf, definition) then index_add(k, wf) end
   emit_workflow_event(k, ctx, wf, nil, meta_text)
   return wf
 end
@@ -383,7 +408,7 @@ local function load_routed_workflow(k, id, routing)
   end
   if wf.machine ~= routing.machine then reject('STALE_KEYS', 'workflow ' .. id .. ' routing changed') end
   if wf.kind == 'order' and (wf.userId ~= routing.userId or wf.productId ~= routing.productId
-      or k.stock == nil or k.balance == nil) then
+      or k.stock == nil or k.balance == nil or k.account_orders == nil) then
     reject('STALE_KEYS', 'order ' .. id .. ' needs its product and account keys')
   end
   if wf.kind == 'order' then
@@ -447,7 +472,7 @@ local function apply_transition(k, ctx, plan, now)
   redis.call('HSET', k.workflow, unpack(flat))
   local meta_text = metadata_text(plan.meta_pairs)
   append_history(k, wf, from, meta_text)
-  index_add(k, wf)
+  if not retire_if_terminal(k, ctx, wf, plan.definition) then index_add(k, wf) end
   emit_workflow_event(k, ctx, wf, from, meta_text)
   if plan.refund then
     redis.call('HINCRBY', k.balance, 'balanceCents', wf.totalCents)

@@ -61,9 +61,9 @@ export class EngineContext {
     return k;
   }
 
-  /** ARGV[1..3] of every function that emits events (see lua/include/prelude.lua). */
+  /** ARGV[1..4] of every function that writes a workflow (see lua/include/prelude.lua). */
   eventArgs(k: TenantKeys): (string | number)[] {
-    return [k.workflowChannel(), k.ordersChannel(), this.options.streamMaxLen];
+    return [k.workflowChannel(), k.ordersChannel(), this.options.streamMaxLen, this.options.retentionTerminalMs];
   }
 
   /** KEYS for a function writing this workflow, from its route. */

@@ -139,11 +139,7 @@ export class OrderEngine {
       throw badInput(`order total (quantity x unitPriceCents) must not exceed ${MAX_MONEY_CENTS} cents`);
     }
     const k = this.ctx.keys(tenant);
-    const keys = [
-      ...k.workflowBlock(orderId, ORDER_MACHINE, { userId, productId }),
-      k.accountOrders(userId),
-      k.machineNames(),
-    ];
+    const keys = [...k.workflowBlock(orderId, ORDER_MACHINE, { userId, productId }), k.machineNames()];
     const reply = await fcall<WorkflowReply>(this.ctx.redis, 'order_process', keys, [
       ...this.ctx.eventArgs(k),
       orderId,

@@ -76,7 +76,7 @@ export function tenantKeys(tenant: string) {
 
     /**
      * KEYS for a function that writes a workflow: the block documented in the prelude. Orders add
-     * the product stock and account balance that a refund touches.
+     * the product stock and account balance that a refund touches, and the account's order index.
      */
     workflowBlock(id: string, machine: string, order?: { userId: string; productId: string }): string[] {
       const block = [
@@ -89,7 +89,7 @@ export function tenantKeys(tenant: string) {
         keys.indexMachineByState(machine),
         keys.events(),
       ];
-      if (order) block.push(keys.productStock(order.productId), keys.accountBalance(order.userId));
+      if (order) block.push(keys.productStock(order.productId), keys.accountBalance(order.userId), keys.accountOrders(order.userId));
       return block;
     },
   };

@@ -332,7 +332,7 @@ describe('processOrder', () => {
   it('rejects bad input in Lua too: order_process called directly writes nothing', async () => {
     const tenant = await shop();
     const k = engine.context.keys(tenant);
-    const keys = [...k.workflowBlock('o-1', 'order', { userId: 'a-1', productId: 'p-1' }), k.accountOrders('a-1'), k.machineNames()];
+    const keys = [...k.workflowBlock('o-1', 'order', { userId: 'a-1', productId: 'p-1' }), k.machineNames()];
     const args = engine.context.eventArgs(k);
     const call = (orderId: string, quantity: string, price: string, userId = 'a-1', productId = 'p-1') =>
       redis.call('FCALL', 'order_process', keys.length, ...keys, ...args, orderId, userId, productId, quantity, price);
