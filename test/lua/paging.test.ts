@@ -103,3 +103,33 @@ describe('workflows listing', () => {
     expect(seen.map((w) => w.id)).toEqual(expected);
   });
 });
+
+describe('page sizes and cursors', () => {
+  it('refuses page sizes outside 1..100 in the engine, although Lua would serve up to 1000', async () => {
+    const tenant = uniqueTenant('page');
+    await engine.workflows.defineMachine(tenant, documentMachine());
+    await engine.workflows.start(tenant, { id: 'w-1', machine: 'doc' });
+    for (const first of [0, 101, 1000]) {
+      await expectRejectedWithoutWrites(redis, tenant, () => engine.workflows.list(tenant, { first }), 'BAD_USER_INPUT');
+      await expectRejectedWithoutWrites(redis, tenant, () => engine.workflows.history(tenant, 'w-1', { first }), 'BAD_USER_INPUT');
+      await expectRejectedWithoutWrites(redis, tenant, () => engine.orders.accountOrders(tenant, 'a-1', { first }), 'BAD_USER_INPUT');
+      await expectRejectedWithoutWrites(redis, tenant, () => engine.scheduler.list(tenant, { first }), 'BAD_USER_INPUT');
+    }
+    expect((await engine.workflows.list(tenant, { first: 100 })).items).toHaveLength(1);
+  });
+
+  it('wf_list refuses, in Lua, a cursor of another state or a malformed one', async () => {
+    const tenant = uniqueTenant('page');
+    await engine.workflows.defineMachine(tenant, documentMachine());
+    await engine.workflows.start(tenant, { id: 'w-1', machine: 'doc' });
+    await engine.workflows.start(tenant, { id: 'w-2', machine: 'doc' });
+    const k = engine.context.keys(tenant);
+    const member = (await redis.zrange(k.indexAllByState(), 0, 0))[0]!;
+    expect(member).toMatch(/^draft:/);
+    const list = (state: string, cursor: string) => redis.call('FCALL_RO', 'wf_list', 1, k.indexAllByState(), state, '10', cursor);
+    expect(JSON.parse((await list('draft', member)) as string).items).toHaveLength(1);
+    await expect(list('review', member)).rejects.toThrow(/^BAD_USER_INPUT /);
+    await expect(list('draft', 'draft:123:w-1:doc')).rejects.toThrow(/^BAD_USER_INPUT /);
+    await expect(list('', member)).rejects.toThrow(/^BAD_USER_INPUT /);
+  });
+});
