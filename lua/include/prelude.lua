@@ -26,6 +26,10 @@ local function reject(code, message)
   error({ atomflow_code = code, message = message }, 0)
 end
 
+-- Redis function names are global: every function is registered as 'atomflow_' .. name, so a shared
+-- Redis may hold other applications' libraries (the engine calls it by name, src/redis/replies.ts).
+local FUNCTION_PREFIX = 'atomflow_'
+
 local function register(name, callback, read_only)
   local guarded = function(keys, args)
     local ok, result = pcall(callback, keys, args)
@@ -37,7 +41,7 @@ local function register(name, callback, read_only)
   end
   local flags = {}
   if read_only then flags = { 'no-writes' } end
-  redis.register_function({ function_name = name, callback = guarded, flags = flags })
+  redis.register_function({ function_name = FUNCTION_PREFIX .. name, callback = guarded, flags = flags })
 end
 
 local function now_ms()

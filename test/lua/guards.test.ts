@@ -38,11 +38,11 @@ describe('order routing', () => {
     await engine.orders.processOrder(tenant, { orderId: 'o-1', userId: 'a-1', productId: 'p-1', quantity: 2, unitPriceCents: 100 });
     const before = await snapshotTenant(redis, tenant);
     await expect(
-      redis.call('FCALL', 'wf_transition', 8, ...k.workflowBlock('o-1', 'order'), ...engine.context.eventArgs(k), 'o-1', 'order', 'a-1', 'p-1', 'cancelled', '', '', '[]'),
+      redis.call('FCALL', 'atomflow_wf_transition', 8, ...k.workflowBlock('o-1', 'order'), ...engine.context.eventArgs(k), 'o-1', 'order', 'a-1', 'p-1', 'cancelled', '', '', '[]'),
     ).rejects.toThrow(/^STALE_KEYS /);
     // and with the routing of another account or product in ARGV
     await expect(
-      redis.call('FCALL', 'wf_transition', 11, ...k.workflowBlock('o-1', 'order', { userId: 'a-1', productId: 'p-1' }), ...engine.context.eventArgs(k), 'o-1', 'order', 'a-2', 'p-1', 'cancelled', '', '', '[]'),
+      redis.call('FCALL', 'atomflow_wf_transition', 11, ...k.workflowBlock('o-1', 'order', { userId: 'a-1', productId: 'p-1' }), ...engine.context.eventArgs(k), 'o-1', 'order', 'a-2', 'p-1', 'cancelled', '', '', '[]'),
     ).rejects.toThrow(/^STALE_KEYS /);
     expect(await snapshotTenant(redis, tenant)).toEqual(before);
   });
@@ -116,7 +116,7 @@ describe('sched_apply workflow check', () => {
     await engine.scheduler.schedule(tenant, { id: 's-a', workflowId: 'w-a', to: 'review', runAt: new Date(Date.now() - 1000) });
     const before = await snapshotTenant(redis, tenant);
     await expect(
-      redis.call('FCALL', 'sched_apply', 12, ...k.scheduleKeys('s-a'), ...k.workflowBlock('w-b', 'doc'),
+      redis.call('FCALL', 'atomflow_sched_apply', 12, ...k.scheduleKeys('s-a'), ...k.workflowBlock('w-b', 'doc'),
         ...engine.context.eventArgs(k), 's-a', 'w-b', 'doc', '', '', 5, 60_000),
     ).rejects.toThrow(/^STALE_KEYS /);
     expect(await snapshotTenant(redis, tenant)).toEqual(before);

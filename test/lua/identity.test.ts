@@ -19,7 +19,7 @@ afterAll(() => redis.disconnect());
 /** Runs a raw FCALL, expects STALE_KEYS, and that nothing of the tenant changed. */
 async function expectStale(tenant: string, name: string, keys: string[], args: (string | number)[]): Promise<void> {
   const before = await snapshotTenant(redis, tenant);
-  await expect(redis.call('FCALL', name, keys.length, ...keys, ...args)).rejects.toThrow(/^STALE_KEYS /);
+  await expect(redis.call('FCALL', `atomflow_${name}`, keys.length, ...keys, ...args)).rejects.toThrow(/^STALE_KEYS /);
   expect(await snapshotTenant(redis, tenant)).toEqual(before);
 }
 
@@ -101,8 +101,8 @@ describe('order functions', () => {
     const k = engine.context.keys(tenant);
     await expectStale(tenant, 'product_restock', [k.productStock('p-1')], ['p-2', 5]);
     await expectStale(tenant, 'account_deposit', [k.accountBalance('a-1')], ['a-2', 500]);
-    await expect(redis.call('FCALL_RO', 'product_get', 1, k.productStock('p-1'), 'p-2')).rejects.toThrow(/^STALE_KEYS /);
-    await expect(redis.call('FCALL_RO', 'account_get', 1, k.accountBalance('a-1'), 'a-2')).rejects.toThrow(/^STALE_KEYS /);
+    await expect(redis.call('FCALL_RO', 'atomflow_product_get', 1, k.productStock('p-1'), 'p-2')).rejects.toThrow(/^STALE_KEYS /);
+    await expect(redis.call('FCALL_RO', 'atomflow_account_get', 1, k.accountBalance('a-1'), 'a-2')).rejects.toThrow(/^STALE_KEYS /);
   });
 
   it("order_process with another product's stock, another account's balance or another order's hash charges nothing", async () => {

@@ -63,7 +63,7 @@ describe('Account.orders', () => {
     await expectRejectedWithoutWrites(redis, tenant, () => engine.orders.accountOrders(tenant, 'a-1', { after: wfCursor }), 'BAD_USER_INPUT');
     await expectRejectedWithoutWrites(redis, tenant, () => engine.orders.accountOrders(tenant, 'a-1', { after: 'MTA' }), 'BAD_USER_INPUT');
     const k = engine.context.keys(tenant);
-    await expect(redis.call('FCALL_RO', 'account_orders', 1, k.accountOrders('a-1'), '10', '5')).rejects.toThrow(/^BAD_USER_INPUT /);
+    await expect(redis.call('FCALL_RO', 'atomflow_account_orders', 1, k.accountOrders('a-1'), '10', '5')).rejects.toThrow(/^BAD_USER_INPUT /);
   });
 });
 
@@ -126,7 +126,7 @@ describe('page sizes and cursors', () => {
     const k = engine.context.keys(tenant);
     const member = (await redis.zrange(k.indexAllByState(), 0, 0))[0]!;
     expect(member).toMatch(/^draft:/);
-    const list = (state: string, cursor: string) => redis.call('FCALL_RO', 'wf_list', 1, k.indexAllByState(), state, '10', cursor);
+    const list = (state: string, cursor: string) => redis.call('FCALL_RO', 'atomflow_wf_list', 1, k.indexAllByState(), state, '10', cursor);
     expect(JSON.parse((await list('draft', member)) as string).items).toHaveLength(1);
     await expect(list('review', member)).rejects.toThrow(/^BAD_USER_INPUT /);
     await expect(list('draft', 'draft:123:w-1:doc')).rejects.toThrow(/^BAD_USER_INPUT /);

@@ -79,9 +79,9 @@ describe('depositFunds and restockProduct with a requestId', () => {
     await engine.orders.deposit(tenant, 'a-1', 5, { requestId: 'r-1' });
     const before = await snapshotTenant(redis, tenant);
     // a request key without requestId, a requestId without its key, another requestId's key
-    await expect(redis.call('FCALL', 'account_deposit', 2, k.accountBalance('a-1'), k.request('r-2'), 'a-1', '5')).rejects.toThrow(/^BAD_USER_INPUT /);
-    await expect(redis.call('FCALL', 'account_deposit', 1, k.accountBalance('a-1'), 'a-1', '5', 'r-2', '1000')).rejects.toThrow(/^BAD_USER_INPUT /);
-    await expect(redis.call('FCALL', 'account_deposit', 2, k.accountBalance('a-1'), k.request('r-1'), 'a-1', '5', 'r-2', '1000')).rejects.toThrow(/^STALE_KEYS /);
+    await expect(redis.call('FCALL', 'atomflow_account_deposit', 2, k.accountBalance('a-1'), k.request('r-2'), 'a-1', '5')).rejects.toThrow(/^BAD_USER_INPUT /);
+    await expect(redis.call('FCALL', 'atomflow_account_deposit', 1, k.accountBalance('a-1'), 'a-1', '5', 'r-2', '1000')).rejects.toThrow(/^BAD_USER_INPUT /);
+    await expect(redis.call('FCALL', 'atomflow_account_deposit', 2, k.accountBalance('a-1'), k.request('r-1'), 'a-1', '5', 'r-2', '1000')).rejects.toThrow(/^STALE_KEYS /);
     expect(await snapshotTenant(redis, tenant)).toEqual(before);
   });
 });

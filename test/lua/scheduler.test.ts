@@ -131,7 +131,7 @@ describe('scheduling', () => {
     const tenant = await setup();
     const k = engine.context.keys(tenant);
     const keys = [...k.scheduleKeys('s-1'), k.workflow('w-1'), k.machine('doc')];
-    const create = (...args: string[]) => redis.call('FCALL', 'sched_create', keys.length, ...keys, ...args);
+    const create = (...args: string[]) => redis.call('FCALL', 'atomflow_sched_create', keys.length, ...keys, ...args);
     const before = await snapshotTenant(redis, tenant);
     await expect(create('a{b}', 'w-1', 'doc', 'review', '0', '[]')).rejects.toThrow(/^BAD_USER_INPUT /);
     await expect(create('s-1', 'w-1', 'doc', 'review', '-5', '[]')).rejects.toThrow(/^BAD_USER_INPUT /);
@@ -142,9 +142,9 @@ describe('scheduling', () => {
     // routing data that does not match the stored workflow
     await expect(create('s-1', 'w-1', 'other', 'review', '0', '[]')).rejects.toThrow(/^STALE_KEYS /);
     const ghostKeys = [...k.scheduleKeys('s-1'), k.workflow('ghost'), k.machine('doc')];
-    await expect(redis.call('FCALL', 'sched_create', 6, ...ghostKeys, 's-1', 'ghost', 'doc', 'review', '0', '[]')).rejects.toThrow(/^NOT_FOUND /);
-    await expect(redis.call('FCALL', 'sched_claim', 1, k.scheduleDue(), '0', '1000')).rejects.toThrow(/^BAD_USER_INPUT /);
-    await expect(redis.call('FCALL', 'sched_claim', 1, k.scheduleDue(), '10', '0')).rejects.toThrow(/^BAD_USER_INPUT /);
+    await expect(redis.call('FCALL', 'atomflow_sched_create', 6, ...ghostKeys, 's-1', 'ghost', 'doc', 'review', '0', '[]')).rejects.toThrow(/^NOT_FOUND /);
+    await expect(redis.call('FCALL', 'atomflow_sched_claim', 1, k.scheduleDue(), '0', '1000')).rejects.toThrow(/^BAD_USER_INPUT /);
+    await expect(redis.call('FCALL', 'atomflow_sched_claim', 1, k.scheduleDue(), '10', '0')).rejects.toThrow(/^BAD_USER_INPUT /);
     expect(await snapshotTenant(redis, tenant)).toEqual(before);
     await expectRejectedWithoutWrites(redis, tenant, () => engine.scheduler.claimDue(tenant, { limit: 0, leaseMs: 1000 }), 'BAD_USER_INPUT');
     await expectRejectedWithoutWrites(redis, tenant, () => engine.scheduler.claimDue(tenant, { limit: 10, leaseMs: 1.5 }), 'BAD_USER_INPUT');
@@ -271,7 +271,7 @@ describe('applying', () => {
     const block = k.workflowBlock('w-1', 'doc');
     const before = await snapshotTenant(redis, tenant);
     await expect(
-      redis.call('FCALL', 'sched_apply', 4 + block.length, ...k.scheduleKeys('s-1'), ...block,
+      redis.call('FCALL', 'atomflow_sched_apply', 4 + block.length, ...k.scheduleKeys('s-1'), ...block,
         ...engine.context.eventArgs(k), 's-1', 'w-1', 'doc', '', '', 5, 60_000),
     ).rejects.toThrow(/^STALE_KEYS /);
     expect(await snapshotTenant(redis, tenant)).toEqual(before);
