@@ -10,7 +10,7 @@
 -- A saga record (hash) keeps the outcome: id, status (COMPLETED | ROLLED_BACK), stepsCompleted,
 -- failedStep and error (only when rolled back), steps (the ARGV text it ran), createdAt.
 
-local LIBRARY_VERSION = '1'
+local LIBRARY_VERSION = '2'
 local MAX_SAGA_STEPS = 64
 local MAX_FIELD_BYTES = 1024      -- hash fields and set members
 local MAX_VALUE_BYTES = 16384     -- HSET values
@@ -171,6 +171,7 @@ end
   again, a member that was already present stays, a member SREM removed comes back).
   KEYS[1] saga record hash   KEYS[2..n] the distinct data keys the steps touch
   ARGV[1] saga id   ARGV[2] steps JSON (see the top of this file; each key one of KEYS[2..n])
+  ARGV[3] retention of the saga record, ms (1..10 years): the record expires that long after it ran
   A step fails when HINCRBY would leave [min, max] or the stored value is not an integer, or when
   Redis refuses it (a key of another type, an overflow); the saga is then ROLLED_BACK.
   Idempotent by saga id: the same ARGV[2] text again returns the stored outcome and runs nothing.
@@ -185,6 +186,7 @@ register('saga_execute', function(keys, args)
   local text = args[2]
   if type(text) ~= 'string' then reject('BAD_USER_INPUT', 'steps must be a non-empty JSON list') end
   local steps = parse_steps(keys, text)
+  local retention = check_int(args[3], 'retention', 1, 315360000000)
 
   local stored = hgetall_table(keys[1])
   if stored.status then
@@ -220,6 +222,7 @@ register('saga_execute', function(keys, args)
   local flat = {}
   for field, value in pairs(record) do flat[#flat + 1] = field; flat[#flat + 1] = value end
   redis.call('HSET', keys[1], unpack(flat))
+  redis.call('PEXPIRE', keys[1], retention)
   return outcome_reply(record)
 end)
 

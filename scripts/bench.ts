@@ -362,7 +362,7 @@ async function checkOrders(redis: Redis): Promise<Check[]> {
   let stored = 0;
   let listed = 0;
   for (let a = 0; a < ACCOUNTS; a++) {
-    const ids = await redis.lrange(k.accountOrders(accountId(a)), 0, -1);
+    const ids = (await redis.zrange(k.accountOrders(accountId(a)), 0, -1)).map((m) => m.slice(14));
     listed += ids.length;
     const pipeline = redis.pipeline();
     for (const id of ids) pipeline.hmget(k.workflow(id), 'userId', 'productId', 'quantity', 'totalCents');
@@ -381,7 +381,7 @@ async function checkOrders(redis: Redis): Promise<Check[]> {
   let consumedTotal = 0;
   for (let p = 0; p < PRODUCTS; p++) {
     const id = productId(p);
-    const consumed = INITIAL_STOCK - Number(await redis.get(k.productStock(id)));
+    const consumed = INITIAL_STOCK - Number(await redis.hget(k.productStock(id), 'stock'));
     consumedTotal += consumed;
     if (consumed !== (storedConsumed.get(id) ?? 0) || consumed !== (confirmed.perProduct.get(id) ?? 0)) stockOk = false;
   }
@@ -389,7 +389,7 @@ async function checkOrders(redis: Redis): Promise<Check[]> {
   let spentTotal = 0;
   for (let a = 0; a < ACCOUNTS; a++) {
     const id = accountId(a);
-    const spent = INITIAL_BALANCE - Number(await redis.get(k.accountBalance(id)));
+    const spent = INITIAL_BALANCE - Number(await redis.hget(k.accountBalance(id), 'balanceCents'));
     spentTotal += spent;
     const told = confirmed.perAccount.get(id) ?? { orders: 0, spent: 0 };
     if (spent !== (storedSpent.get(id) ?? 0) || spent !== told.spent) moneyOk = false;
@@ -431,9 +431,9 @@ async function checkNoOversell(engine: Engine, redis: Redis): Promise<Check> {
     }),
   );
   const k = tenantKeys(TENANT);
-  const left = Number(await redis.get(k.productStock(product)));
-  const balance = Number(await redis.get(k.accountBalance('buyer')));
-  const listed = await redis.llen(k.accountOrders('buyer'));
+  const left = Number(await redis.hget(k.productStock(product), 'stock'));
+  const balance = Number(await redis.hget(k.accountBalance('buyer'), 'balanceCents'));
+  const listed = await redis.zcard(k.accountOrders('buyer'));
   const ok = sold === stock && outOfStock === attempts - stock && other === 0 && left === 0 && listed === stock && balance === (attempts - stock) * 1000;
   return {
     ok,

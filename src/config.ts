@@ -12,12 +12,18 @@ export interface Config {
   localRedisUrl: string;
   /** Where a Redis that atomflow starts itself keeps its append-only file. */
   dataDir: string;
-  worker: { enabled: boolean; tickMs: number; leaseMs: number; tenants: string[] };
+  worker: { enabled: boolean; tickMs: number; leaseMs: number; tenants: string[]; maxAttempts: number };
   streamMaxLen: number;
   /** Bound of one subscription's queue of undelivered events, in bytes (SUBSCRIPTION_LAGGING past it). */
   subscriptionMaxQueuedBytes: number;
   /** Identical subscriptions share one execution per event (SUBSCRIPTION_SHARING). */
   subscriptionSharing: boolean;
+  /** IDEMPOTENCY_TTL: how long a requestId is remembered, in ms. */
+  idempotencyTtlMs: number;
+  /** RETENTION_SETTLED: settled schedule entries and saga records expire after this, in ms. */
+  retentionSettledMs: number;
+  /** RETENTION_TERMINAL: terminal workflows leave the listings and expire after this, in ms; 0 off. */
+  retentionTerminalMs: number;
   /** development shows stack traces in GraphQL errors; anything else hides them. */
   nodeEnv: string;
   logLevel: 'silent' | 'info';
@@ -39,6 +45,35 @@ function integer(env: Env, name: string, fallback: number, min: number, max: num
     throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
   }
   return Number(raw);
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+const MAX_DURATION_MS = 10 * 365 * 86_400_000;
+
+/** A duration: an integer with a unit (`500ms`, `30s`, `15m`, `24h`, `7d`; no unit: ms); `off` when allowed. */
+function duration(env: Env, name: string, fallback: number, allowOff: boolean): number {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const value = raw.trim().toLowerCase();
+  if (allowOff && (value === 'off' || value === '0')) return 0;
+  const match = /^(\d{1,15})(ms|s|m|h|d)?$/.exec(value);
+  const ms = match ? Number(match[1]) * DURATION_UNITS[match[2] ?? 'ms']! : NaN;
+  if (!(ms >= 1 && ms <= MAX_DURATION_MS)) {
+    throw new ConfigError(
+      `${name} must be a duration such as 30s, 24h or 7d (at most 10 years)${allowOff ? ', or off' : ''}, got "${raw}"`,
+    );
+  }
+  return ms;
+}
+
+/** The engine settings of a config (src/engine/context.ts EngineOptions). */
+export function engineOptions(config: Config) {
+  return {
+    streamMaxLen: config.streamMaxLen,
+    idempotencyTtlMs: config.idempotencyTtlMs,
+    retentionSettledMs: config.retentionSettledMs,
+    retentionTerminalMs: config.retentionTerminalMs,
+  };
 }
 
 function boolean(env: Env, name: string, fallback: boolean): boolean {
@@ -85,10 +120,14 @@ export function readConfig(env: Env = process.env): Config {
       tickMs: integer(env, 'WORKER_TICK_MS', 250, 10, 60_000),
       leaseMs: integer(env, 'WORKER_LEASE_MS', 30_000, 100, 3_600_000),
       tenants,
+      maxAttempts: integer(env, 'WORKER_MAX_ATTEMPTS', 5, 1, 1000),
     },
     streamMaxLen: integer(env, 'EVENT_STREAM_MAXLEN', 100_000, 1, 1_000_000_000),
     subscriptionMaxQueuedBytes: integer(env, 'SUBSCRIPTION_MAX_QUEUED_BYTES', 1024 * 1024, 1024, 1024 * 1024 * 1024),
     subscriptionSharing: boolean(env, 'SUBSCRIPTION_SHARING', true),
+    idempotencyTtlMs: duration(env, 'IDEMPOTENCY_TTL', 24 * 3_600_000, false),
+    retentionSettledMs: duration(env, 'RETENTION_SETTLED', 7 * 86_400_000, false),
+    retentionTerminalMs: duration(env, 'RETENTION_TERMINAL', 0, true),
     nodeEnv: env.NODE_ENV?.trim() || 'production',
     logLevel,
   };

@@ -13,7 +13,7 @@ import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin
 import { WebSocketServer } from 'ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { Redis } from 'ioredis';
-import type { Config } from './config.js';
+import { engineOptions, type Config } from './config.js';
 import { Engine } from './engine/engine.js';
 import { createContext, DEFAULT_TENANT, type GraphQLContext } from './graphql/context.js';
 import { formatGraphQLError } from './graphql/errors.js';
@@ -75,7 +75,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     if (!redisErrorLogged) log(`redis: ${err.message} (reconnecting)`);
     redisErrorLogged = true;
   });
-  const engine = new Engine(redis, { streamMaxLen: config.streamMaxLen });
+  const engine = new Engine(redis, engineOptions(config));
 
   let functionsReady = false;
   try {
@@ -213,7 +213,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   const hostForUrl = config.host.includes(':') ? `[${config.host}]` : config.host;
 
   const worker = config.worker.enabled
-    ? new SchedulerWorker(engine, { tenants: config.worker.tenants, tickMs: config.worker.tickMs, leaseMs: config.worker.leaseMs, log })
+    ? new SchedulerWorker(engine, { tenants: config.worker.tenants, tickMs: config.worker.tickMs, leaseMs: config.worker.leaseMs, maxAttempts: config.worker.maxAttempts, log })
     : null;
   worker?.start();
 

@@ -26,6 +26,10 @@ local function reject(code, message)
   error({ atomflow_code = code, message = message }, 0)
 end
 
+-- Redis function names are global: every function is registered as 'atomflow_' .. name, so a shared
+-- Redis may hold other applications' libraries (the engine calls it by name, src/redis/replies.ts).
+local FUNCTION_PREFIX = 'atomflow_'
+
 local function register(name, callback, read_only)
   local guarded = function(keys, args)
     local ok, result = pcall(callback, keys, args)
@@ -37,7 +41,7 @@ local function register(name, callback, read_only)
   end
   local flags = {}
   if read_only then flags = { 'no-writes' } end
-  redis.register_function({ function_name = name, callback = guarded, flags = flags })
+  redis.register_function({ function_name = FUNCTION_PREFIX .. name, callback = guarded, flags = flags })
 end
 
 local function now_ms()
@@ -91,6 +95,15 @@ local function hgetall_table(key)
   local t = {}
   for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
   return t
+end
+
+-- Identity: KEYS must belong to the id in ARGV. A key that holds another id (a caller's bug, or
+-- KEYS built from outdated routing) is refused with STALE_KEYS before anything is written; the engine
+-- re-reads the route and retries. `stored` is the key's stored id (nil or false when absent).
+local function check_owner(stored, id, what)
+  if stored and stored ~= id then
+    reject('STALE_KEYS', what .. ' key holds ' .. tostring(stored) .. ', not ' .. tostring(id))
+  end
 end
 
 local function contains(list, value)
@@ -222,9 +235,12 @@ end
 --   +0 workflow hash        +1 history list           +2 machine hash
 --   +3 index: all           +4 index: all by state    +5 index: machine   +6 index: machine by state
 --   +7 the tenant's event stream
---   +8 product stock, +9 account balance   (orders only: the refund on cancelled/returned)
+--   +8 product stock, +9 account balance, +10 account order index
+--      (orders only: the refund on cancelled/returned; retention of terminal orders)
 -- and the same block of ARGV at the start: [1] workflow channel, [2] orders channel,
--- [3] event stream MAXLEN (approximate trimming).
+-- [3] event stream MAXLEN (approximate trimming), [4] terminal retention in ms (0: off): a workflow
+-- that reaches a terminal state leaves the four indexes (an order also its account's order index)
+-- and its hash and history expire after that long.
 --
 -- The indexes are sorted sets of score 0 read in lexicographic order, so a page is one
 -- ZRANGEBYLEX. Members: '<inverted updatedAt>:<id>:<machine>', by-state indexes prefix '<state>:'.
@@ -235,6 +251,7 @@ local function workflow_keys(keys, offset)
     idx_all = keys[offset + 3], idx_all_state = keys[offset + 4],
     idx_machine = keys[offset + 5], idx_machine_state = keys[offset + 6],
     events = keys[offset + 7], stock = keys[offset + 8], balance = keys[offset + 9],
+    account_orders = keys[offset + 10],
   }
 end
 
@@ -242,6 +259,7 @@ local function event_context(args)
   return {
     workflow_channel = args[1], orders_channel = args[2],
     maxlen = check_int(args[3], 'stream MAXLEN', 1, 1000000000),
+    terminal_retention = check_int(args[4], 'terminal retention', 0, 315360000000),
   }
 end
 
@@ -255,6 +273,26 @@ local function index_remove(k, wf)
   redis.call('ZREM', k.idx_machine, member)
   redis.call('ZREM', k.idx_all_state, wf.state .. ':' .. member)
   redis.call('ZREM', k.idx_machine_state, wf.state .. ':' .. member)
+end
+
+-- An account's orders are a sorted set of score 0 read in lexicographic order, newest first:
+-- members '<inverted sequence>:<orderId>', the sequence counting the account's orders (field
+-- orderSeq of its balance hash, kept as accountSeq on the order), so orders placed in the same
+-- millisecond keep their order.
+local function account_order_member(seq, id)
+  return string.format('%013d', 9999999999999 - seq) .. ':' .. id
+end
+
+-- With a terminal retention, a workflow in a terminal state leaves the listings and expires.
+-- Returns true when it did (the caller then does not index it).
+local function retire_if_terminal(k, ctx, wf, definition)
+  if ctx.terminal_retention == 0 or not contains(definition.terminalStates or {}, wf.state) then return false end
+  redis.call('PEXPIRE', k.workflow, ctx.terminal_retention)
+  redis.call('PEXPIRE', k.history, ctx.terminal_retention)
+  if wf.kind == 'order' and wf.accountSeq and k.account_orders then
+    redis.call('ZREM', k.account_orders, account_order_member(tonumber(wf.accountSeq), wf.id))
+  end
+  return true
 end
 
 local function index_add(k, wf)
@@ -294,8 +332,13 @@ local function emit_order_event(k, ctx, event_type, wf)
   return emit_event(k, ctx, ctx.orders_channel, event_type, body)
 end
 
+-- Each history entry starts with its workflow's id, so a history key proves whose it is.
+local function history_prefix(id)
+  return '{"workflowId":' .. cjson.encode(id) .. ','
+end
+
 local function append_history(k, wf, from, meta_text)
-  redis.call('RPUSH', k.history, '{"from":' .. json_or_null(from) .. ',"to":' .. cjson.encode(wf.state)
+  redis.call('RPUSH', k.history, history_prefix(wf.id) .. '"from":' .. json_or_null(from) .. ',"to":' .. cjson.encode(wf.state)
     .. ',"at":' .. wf.updatedAt .. ',"version":' .. wf.version .. ',"metadata":' .. meta_text .. '}')
 end
 
@@ -317,6 +360,19 @@ local function workflow_reply(wf, definition)
   return reply
 end
 
+-- Checks, before any write, that a new workflow's keys are its own: no workflow hash yet (else
+-- ALREADY_EXISTS), an empty history, and a machine hash holding `machine_name` (when it exists).
+local function check_new_workflow(k, id, machine_name)
+  if redis.call('EXISTS', k.workflow) == 1 then
+    check_owner(redis.call('HGET', k.workflow, 'id'), id, 'workflow')
+    return false
+  end
+  if redis.call('EXISTS', k.history) == 1 then reject('STALE_KEYS', 'history key does not belong to new workflow ' .. id) end
+  local current = load_machine(k.machine)
+  if current then check_owner(current.name, machine_name, 'machine') end
+  return true
+end
+
 -- Creates a workflow in its machine's initial state: hash, first history entry, indexes, and the
 -- creation event. The caller has validated everything (ids, machine, metadata, absence). `extra`
 -- holds additional hash fields (the order's). Returns the workflow table.
@@ -336,20 +392,32 @@ local function create_workflow(k, ctx, id, machine_name, definition, kind, meta_
   redis.call('HSET', k.workflow, unpack(flat))
   local meta_text = metadata_text(meta_pairs)
   append_history(k, wf, nil, meta_text)
-  index_add(k, wf)
+  if not retire_if_terminal(k, ctx, wf, definition) then index_add(k, wf) end
   emit_workflow_event(k, ctx, wf, nil, meta_text)
   return wf
 end
 
 -- Loads a workflow for a transition and checks that the caller's routing (the machine, and for an
 -- order its user and product, from which the caller built KEYS) matches what is stored.
+-- Every key of the block must be this workflow's: the stored id, a history as long as the version
+-- (one entry per version) whose entries carry the id, the machine's name; for an order the stored product and account ids.
 local function load_routed_workflow(k, id, routing)
   local wf = hgetall_table(k.workflow)
   if wf.id == nil then reject('NOT_FOUND', 'workflow ' .. id .. ' not found') end
+  check_owner(wf.id, id, 'workflow')
+  local first = redis.call('LINDEX', k.history, 0)
+  local prefix = history_prefix(id)
+  if redis.call('LLEN', k.history) ~= tonumber(wf.version) or not first or first:sub(1, #prefix) ~= prefix then
+    reject('STALE_KEYS', 'history key does not belong to workflow ' .. id)
+  end
   if wf.machine ~= routing.machine then reject('STALE_KEYS', 'workflow ' .. id .. ' routing changed') end
   if wf.kind == 'order' and (wf.userId ~= routing.userId or wf.productId ~= routing.productId
-      or k.stock == nil or k.balance == nil) then
+      or k.stock == nil or k.balance == nil or k.account_orders == nil) then
     reject('STALE_KEYS', 'order ' .. id .. ' needs its product and account keys')
+  end
+  if wf.kind == 'order' then
+    check_owner(redis.call('HGET', k.stock, 'id'), wf.productId, 'product stock')
+    check_owner(redis.call('HGET', k.balance, 'id'), wf.userId, 'account balance')
   end
   return wf
 end
@@ -360,6 +428,7 @@ end
 local function plan_transition(k, wf, opts)
   local definition = load_machine(k.machine, wf.machineVersion)
   if not definition then reject('NOT_FOUND', 'machine ' .. wf.machine .. ' version ' .. wf.machineVersion .. ' not found') end
+  check_owner(definition.name, wf.machine, 'machine')
   if opts.expected_from and opts.expected_from ~= wf.state then
     reject('STATE_CONFLICT', 'workflow ' .. wf.id .. ' is in state ' .. wf.state .. ', not ' .. opts.expected_from)
   end
@@ -376,8 +445,8 @@ local function plan_transition(k, wf, opts)
   check_metadata_size(merged_metadata(wf, opts.meta_pairs), 'merged metadata')
   local plan = { wf = wf, definition = definition, to = opts.to, meta_pairs = opts.meta_pairs }
   if wf.kind == 'order' and (opts.to == 'cancelled' or opts.to == 'returned') then
-    local balance = tonumber(redis.call('GET', k.balance) or '0')
-    local stock = tonumber(redis.call('GET', k.stock) or '0')
+    local balance = tonumber(redis.call('HGET', k.balance, 'balanceCents') or '0')
+    local stock = tonumber(redis.call('HGET', k.stock, 'stock') or '0')
     if balance + tonumber(wf.totalCents) > MAX_MONEY_CENTS then
       reject('BAD_USER_INPUT', 'refund would take account ' .. wf.userId .. ' above ' .. fmt_int(MAX_MONEY_CENTS) .. ' cents')
     end
@@ -407,11 +476,13 @@ local function apply_transition(k, ctx, plan, now)
   redis.call('HSET', k.workflow, unpack(flat))
   local meta_text = metadata_text(plan.meta_pairs)
   append_history(k, wf, from, meta_text)
-  index_add(k, wf)
+  if not retire_if_terminal(k, ctx, wf, plan.definition) then index_add(k, wf) end
   emit_workflow_event(k, ctx, wf, from, meta_text)
   if plan.refund then
-    redis.call('INCRBY', k.balance, wf.totalCents)
-    redis.call('INCRBY', k.stock, wf.quantity)
+    redis.call('HINCRBY', k.balance, 'balanceCents', wf.totalCents)
+    redis.call('HSET', k.balance, 'id', wf.userId)
+    redis.call('HINCRBY', k.stock, 'stock', wf.quantity)
+    redis.call('HSET', k.stock, 'id', wf.productId)
   end
   if wf.kind == 'order' then emit_order_event(k, ctx, 'ORDER_' .. string.upper(wf.state), wf) end
   return wf

@@ -21,9 +21,11 @@ export class ProductResolver {
   restockProduct(
     @Arg('productId', () => ID) productId: string,
     @Arg('quantity', () => Int) quantity: number,
+    @Arg('requestId', () => ID, { nullable: true, description: 'Idempotency key: the same request again answers the first result and adds nothing.' })
+    requestId: string | null,
     @Ctx() { engine, tenant }: GraphQLContext,
   ) {
-    return engine.orders.restock(tenant, productId, quantity);
+    return engine.orders.restock(tenant, productId, quantity, { requestId });
   }
 }
 
@@ -38,9 +40,11 @@ export class AccountResolver {
   depositFunds(
     @Arg('accountId', () => ID) accountId: string,
     @Arg('amountCents', () => SafeIntScalar) amountCents: number,
+    @Arg('requestId', () => ID, { nullable: true, description: 'Idempotency key: the same request again answers the first result and adds nothing.' })
+    requestId: string | null,
     @Ctx() { engine, tenant }: GraphQLContext,
   ) {
-    return engine.orders.deposit(tenant, accountId, amountCents);
+    return engine.orders.deposit(tenant, accountId, amountCents, { requestId });
   }
 
   @FieldResolver(() => OrderPage, { description: "The account's orders, newest first." })

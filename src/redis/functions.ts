@@ -5,6 +5,11 @@
  * the shared prelude (lua/include/prelude.lua) after line 1, so every library has the same helpers
  * without hand-kept copies, then loads the library with FUNCTION LOAD REPLACE only when the code on
  * the server differs from it. Redis older than 7 and Lua compile errors fail fast, naming the library.
+ *
+ * Versions: each library declares `local LIBRARY_VERSION = '<integer>'`. A library on the server
+ * with a higher version is never replaced (two atomflow versions on one Redis: the newer one keeps
+ * its functions instead of both replacing each other at every start); the same version with other
+ * code is replaced (a development change: bump the version with every release that changes Lua).
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
@@ -20,11 +25,23 @@ export interface LibrarySource {
   code: string;
   /** Lines the prelude (and its separator) adds after line 1, to map Redis' line numbers back. */
   preludeLines: number;
+  /** LIBRARY_VERSION of the library. */
+  version: number;
 }
 
 export interface LoadReport {
   loaded: string[];
   unchanged: string[];
+  /** Libraries left as they are because the server holds a newer version of them. */
+  newerOnServer: string[];
+}
+
+const VERSION_PATTERN = /^local LIBRARY_VERSION = '(\d{1,9})'$/m;
+
+/** The LIBRARY_VERSION a library's code declares; null when it declares none. */
+export function libraryVersion(code: string): number | null {
+  const match = VERSION_PATTERN.exec(code);
+  return match ? Number(match[1]) : null;
 }
 
 export class FunctionLoadError extends Error {
@@ -46,7 +63,9 @@ export async function readLibraries(dir = LUA_DIR): Promise<LibrarySource[]> {
     const match = /^#!lua name=([A-Za-z0-9_]+)\s*$/.exec(shebang);
     if (!match) throw new FunctionLoadError(`lua/${file}: line 1 must be "#!lua name=<library>"`);
     const body = newline === -1 ? '' : text.slice(newline + 1);
-    libraries.push({ name: match[1]!, file, code: `${shebang}\n${prelude}\n${body}`, preludeLines: prelude.split('\n').length });
+    const version = libraryVersion(body);
+    if (version === null) throw new FunctionLoadError(`lua/${file}: declares no "local LIBRARY_VERSION = '<integer>'"`);
+    libraries.push({ name: match[1]!, file, code: `${shebang}\n${prelude}\n${body}`, preludeLines: prelude.split('\n').length, version });
   }
   return libraries;
 }
@@ -90,10 +109,16 @@ export async function loadFunctions(
   await assertRedisVersion(redis);
   const libraries = await readLibraries(options.dir);
   const onServer = await serverLibraries(redis);
-  const report: LoadReport = { loaded: [], unchanged: [] };
+  const report: LoadReport = { loaded: [], unchanged: [], newerOnServer: [] };
   for (const lib of libraries) {
-    if (onServer.get(lib.name) === lib.code) {
+    const serverCode = onServer.get(lib.name);
+    if (serverCode === lib.code) {
       report.unchanged.push(lib.name);
+      continue;
+    }
+    const serverVersion = serverCode === undefined ? null : libraryVersion(serverCode);
+    if (serverVersion !== null && serverVersion > lib.version) {
+      report.newerOnServer.push(lib.name);
       continue;
     }
     try {
@@ -104,8 +129,11 @@ export async function loadFunctions(
     }
     report.loaded.push(lib.name);
   }
+  const newer = report.newerOnServer.length
+    ? `; kept the newer version on the server of ${report.newerOnServer.join(', ')}`
+    : '';
   options.log?.(
-    `redis functions: loaded ${report.loaded.join(', ') || 'none'}; unchanged ${report.unchanged.join(', ') || 'none'}`,
+    `redis functions: loaded ${report.loaded.join(', ') || 'none'}; unchanged ${report.unchanged.join(', ') || 'none'}${newer}`,
   );
   return report;
 }

@@ -7,6 +7,13 @@ import { ENGINE_ERROR_CODES, EngineError, type EngineErrorCode } from '../engine
 
 const KNOWN_CODES = new Set<string>([...ENGINE_ERROR_CODES, 'STALE_KEYS']);
 
+/**
+ * Redis function names are global to the server, and a shared Redis may hold other applications'
+ * libraries: every atomflow function is registered as `atomflow_<name>` (lua/include/prelude.lua,
+ * register), and the engines call it by `<name>`.
+ */
+export const FUNCTION_PREFIX = 'atomflow_';
+
 /** Turns an ioredis ReplyError from a function into an EngineError; anything else passes through. */
 export function toEngineError(err: unknown): unknown {
   if (!(err instanceof Error) || err instanceof EngineError) return err;
@@ -27,7 +34,7 @@ function decode<T>(reply: unknown, name: string): T {
 /** FCALL a write function; its reply is JSON. */
 export async function fcall<T>(redis: Redis, name: string, keys: string[], args: (string | number)[]): Promise<T> {
   try {
-    return decode<T>(await redis.call('FCALL', name, keys.length, ...keys, ...args), name);
+    return decode<T>(await redis.call('FCALL', FUNCTION_PREFIX + name, keys.length, ...keys, ...args), name);
   } catch (err) {
     throw toEngineError(err);
   }
@@ -36,7 +43,7 @@ export async function fcall<T>(redis: Redis, name: string, keys: string[], args:
 /** FCALL_RO a `no-writes` function (may run on a replica). */
 export async function fcallReadOnly<T>(redis: Redis, name: string, keys: string[], args: (string | number)[]): Promise<T> {
   try {
-    return decode<T>(await redis.call('FCALL_RO', name, keys.length, ...keys, ...args), name);
+    return decode<T>(await redis.call('FCALL_RO', FUNCTION_PREFIX + name, keys.length, ...keys, ...args), name);
   } catch (err) {
     throw toEngineError(err);
   }
@@ -50,7 +57,7 @@ export async function fcallReadOnlyMany<T>(
 ): Promise<T[]> {
   if (calls.length === 0) return [];
   const pipeline = redis.pipeline();
-  for (const c of calls) pipeline.call('FCALL_RO', name, c.keys.length, ...c.keys, ...c.args);
+  for (const c of calls) pipeline.call('FCALL_RO', FUNCTION_PREFIX + name, c.keys.length, ...c.keys, ...c.args);
   const results = (await pipeline.exec()) ?? [];
   return results.map(([err, reply]) => {
     if (err) throw toEngineError(err);

@@ -157,6 +157,7 @@ export class SagaEngine {
     const reply = await fcall<SagaOutcomeReply>(this.ctx.redis, 'saga_execute', [k.saga(id), ...dataKeys], [
       id,
       JSON.stringify(canonical),
+      this.ctx.options.retentionSettledMs,
     ]);
     return decodeOutcome(reply);
   }

@@ -4,7 +4,7 @@
  * Redis the servers use: REDIS_URL, or a Redis 7 at 127.0.0.1:6379; it never starts one of its own.
  */
 import { Redis } from 'ioredis';
-import { ConfigError, readConfig } from '../config.js';
+import { ConfigError, engineOptions, readConfig } from '../config.js';
 import { Engine } from '../engine/engine.js';
 import { createLog } from '../log.js';
 import { probeRedis } from '../redis/connect.js';
@@ -21,10 +21,11 @@ async function main(): Promise<void> {
   const redis = new Redis(url, { maxRetriesPerRequest: 1 });
   redis.on('error', (err) => log(`redis: ${err.message}`));
   await loadFunctions(redis, { log });
-  const worker = new SchedulerWorker(new Engine(redis, { streamMaxLen: config.streamMaxLen }), {
+  const worker = new SchedulerWorker(new Engine(redis, engineOptions(config)), {
     tenants: config.worker.tenants,
     tickMs: config.worker.tickMs,
     leaseMs: config.worker.leaseMs,
+    maxAttempts: config.worker.maxAttempts,
     log,
   });
   worker.start();

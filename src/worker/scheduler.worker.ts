@@ -19,6 +19,8 @@ export interface SchedulerWorkerOptions {
   leaseMs?: number;
   /** Entries claimed per call. Default 100. */
   batchSize?: number;
+  /** Applying an entry that fails without an atomflow error code this many times makes it FAILED. Default 5. */
+  maxAttempts?: number;
   /** Where failures are reported; the loop goes on after logging. Default console.error. */
   log?: (line: string) => void;
 }
@@ -28,6 +30,7 @@ export class SchedulerWorker {
   readonly tickMs: number;
   readonly leaseMs: number;
   readonly batchSize: number;
+  readonly maxAttempts: number;
   private readonly log: (line: string) => void;
   private running = false;
   /** Set by stop(): a tick in flight finishes its current batch and claims no more. */
@@ -43,6 +46,7 @@ export class SchedulerWorker {
     this.tickMs = assertInt(options.tickMs ?? 250, 'tickMs', 1, MAX_INT32);
     this.leaseMs = assertInt(options.leaseMs ?? 30_000, 'leaseMs', 1, MAX_INT32);
     this.batchSize = assertInt(options.batchSize ?? 100, 'batchSize', 1, MAX_CLAIM);
+    this.maxAttempts = assertInt(options.maxAttempts ?? 5, 'maxAttempts', 1, 1000);
     this.log = options.log ?? ((line) => console.error(line));
   }
 
@@ -74,7 +78,8 @@ export class SchedulerWorker {
   /**
    * One pass: for each tenant, claims due entries batch by batch and applies them. Returns how many
    * entries this pass claimed and applied (settled as DONE or FAILED, or found already settled).
-   * An entry whose apply fails (Redis unreachable, say) is logged and left to its lease.
+   * An entry whose apply fails (Redis unreachable, say) is logged and left to its lease; a failed
+   * attempt that Redis answered is counted, and after maxAttempts the entry is FAILED.
    */
   async tick(): Promise<number> {
     let applied = 0;
@@ -83,10 +88,19 @@ export class SchedulerWorker {
       try {
         for (;;) {
           const ids = await this.engine.scheduler.claimDue(tenant, { limit: this.batchSize, leaseMs: this.leaseMs });
-          const results = await Promise.allSettled(ids.map((id) => this.engine.scheduler.apply(tenant, id)));
+          const results = await Promise.allSettled(
+            ids.map((id) => this.engine.scheduler.apply(tenant, id, { maxAttempts: this.maxAttempts })),
+          );
           results.forEach((r, i) => {
-            if (r.status === 'fulfilled') applied++;
-            else this.log(`scheduler: applying ${tenant}/${ids[i]} failed: ${describe(r.reason)}`);
+            if (r.status === 'rejected') {
+              this.log(`scheduler: applying ${tenant}/${ids[i]} failed: ${describe(r.reason)}`);
+            } else if (r.value.status === 'PENDING') {
+              // a failed attempt, counted; claimable again when its lease runs out
+              this.log(`scheduler: attempt ${r.value.attempts} of ${this.maxAttempts} to apply ${tenant}/${ids[i]} failed: ${r.value.error}`);
+            } else {
+              applied++;
+              if (r.value.error?.startsWith('ATTEMPTS_EXHAUSTED')) this.log(`scheduler: ${tenant}/${ids[i]} FAILED: ${r.value.error}`);
+            }
           });
           if (ids.length < this.batchSize || this.stopping) break;
         }

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
-import type { Engine } from '../../src/engine/engine.js';
+import { Engine } from '../../src/engine/engine.js';
 import type { SagaStep } from '../../src/sagas/sagas.engine.js';
 import { fcall, fcallReadOnly } from '../../src/redis/replies.js';
 import { createTestEngine, expectRejectedWithoutWrites, snapshotTenant, uniqueTenant } from '../setup/helpers.js';
@@ -366,7 +366,7 @@ describe('saga_execute in Lua (raw FCALL, bypassing the typed layer)', () => {
   /** Runs saga_execute with hand-made KEYS and steps; the record is the tenant's saga 'raw'. */
   async function raw(tenant: string, dataKeys: string[], steps: unknown, text?: string): Promise<unknown> {
     const k = engine.context.keys(tenant);
-    return fcall(redis, 'saga_execute', [k.saga('raw'), ...dataKeys.map((d) => k.sagaData(d))], ['raw', text ?? JSON.stringify(steps)]);
+    return fcall(redis, 'saga_execute', [k.saga('raw'), ...dataKeys.map((d) => k.sagaData(d))], ['raw', text ?? JSON.stringify(steps), 604_800_000]);
   }
   const full = (tenant: string, d: string) => engine.context.keys(tenant).sagaData(d);
 
@@ -393,7 +393,7 @@ describe('saga_execute in Lua (raw FCALL, bypassing the typed layer)', () => {
       redis,
       tenant,
       () =>
-        fcall(redis, 'saga_execute', [k.saga('raw'), k.saga('raw')], ['raw', JSON.stringify([{ op: 'HSET', key: k.saga('raw'), field: 'status', value: 'x' }])]),
+        fcall(redis, 'saga_execute', [k.saga('raw'), k.saga('raw')], ['raw', JSON.stringify([{ op: 'HSET', key: k.saga('raw'), field: 'status', value: 'x' }]), 604_800_000]),
       'BAD_USER_INPUT',
     );
   });
@@ -435,7 +435,7 @@ describe('saga_execute in Lua (raw FCALL, bypassing the typed layer)', () => {
     await expectRejectedWithoutWrites(
       redis,
       tenant,
-      () => fcall(redis, 'saga_execute', [k.saga('raw'), k.sagaData('s')], ['bad id', JSON.stringify([{ op: 'SADD', key: k.sagaData('s'), member: 'm' }])]),
+      () => fcall(redis, 'saga_execute', [k.saga('raw'), k.sagaData('s')], ['bad id', JSON.stringify([{ op: 'SADD', key: k.sagaData('s'), member: 'm' }]), 604_800_000]),
       'BAD_USER_INPUT',
     );
   });
@@ -449,7 +449,7 @@ describe('saga_execute in Lua (raw FCALL, bypassing the typed layer)', () => {
   });
 
   it('reports its library version', async () => {
-    expect(await fcallReadOnly(redis, 'sagas_version', [], [])).toEqual({ library: 'atomflow_sagas', version: '1' });
+    expect(await fcallReadOnly(redis, 'sagas_version', [], [])).toEqual({ library: 'atomflow_sagas', version: '2' });
   });
 });
 
@@ -480,5 +480,22 @@ describe('saga data reads', () => {
     await expectRejectedWithoutWrites(redis, tenant, () => engine.sagas.dataSet(tenant, 'h'), 'BAD_USER_INPUT');
     await expectRejectedWithoutWrites(redis, tenant, () => engine.sagas.dataHash(tenant, 'a:b'), 'BAD_USER_INPUT');
     await expectRejectedWithoutWrites(redis, tenant, () => engine.sagas.dataSet(tenant, '{x}'), 'BAD_USER_INPUT');
+  });
+});
+
+describe('retention of saga records', () => {
+  it('a saga record expires RETENTION_SETTLED after it ran (7 days by default); its data does not', async () => {
+    const tenant = uniqueTenant('saga');
+    const k = engine.context.keys(tenant);
+    await engine.sagas.execute(tenant, { id: 's-1', steps: [{ op: 'SADD', key: 'set', member: 'm' }] });
+    const ttl = await redis.pttl(k.saga('s-1'));
+    expect(ttl).toBeGreaterThan(7 * 86_400_000 - 60_000);
+    expect(ttl).toBeLessThanOrEqual(7 * 86_400_000);
+    expect(await redis.pttl(k.sagaData('set'))).toBe(-1);
+    const short = new Engine(redis, { retentionSettledMs: 1234 });
+    await short.sagas.execute(tenant, { id: 's-2', steps: [{ op: 'HINCRBY', key: 'h', field: 'f', amount: -1, min: 0 }] });
+    expect(await redis.pttl(k.saga('s-2'))).toBeLessThanOrEqual(1234);
+    expect(await redis.pttl(k.saga('s-2'))).toBeGreaterThan(0);
+    await expect(fcall(redis, 'saga_execute', [k.saga('s-3'), k.sagaData('x')], ['s-3', JSON.stringify([{ op: 'SADD', key: k.sagaData('x'), member: 'm' }]), '0'])).rejects.toMatchObject({ code: 'BAD_USER_INPUT' });
   });
 });
