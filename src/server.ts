@@ -116,9 +116,16 @@ async function startServer(config: Config, options: ServerOptions, release: (() 
   release.push(() => relay.close());
   const schema = await buildGraphQLSchema(relay.pubSub);
   const httpServer = http.createServer();
-  const wsServer = new WebSocketServer({ server: httpServer, path: GRAPHQL_PATH });
-  // ws re-emits the HTTP server's errors (EADDRINUSE at listen); the listen below reports them
-  wsServer.on('error', () => {});
+  // noServer: attached to the HTTP server, ws would re-emit its errors (EADDRINUSE at listen) and
+  // graphql-ws would print them with a stack; listen() below reports those in one line instead.
+  const wsServer = new WebSocketServer({ noServer: true });
+  httpServer.on('upgrade', (req, socket, head) => {
+    if (new URL(req.url ?? '/', 'http://localhost').pathname !== GRAPHQL_PATH) {
+      socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      return;
+    }
+    wsServer.handleUpgrade(req, socket, head, (ws) => wsServer.emit('connection', ws, req));
+  });
   const subscriptions = useServer<Record<string, unknown>, Record<string, never>>(
     {
       schema,
