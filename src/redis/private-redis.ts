@@ -118,11 +118,12 @@ async function liveUsers(dir: string): Promise<number[]> {
   return alive;
 }
 
-async function freePort(): Promise<number> {
+/** `preferred` when nothing listens there, else any free port. */
+async function freePort(preferred = 0): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
+    srv.on('error', (err) => (preferred ? freePort().then(resolve, reject) : reject(err)));
+    srv.listen(preferred, '127.0.0.1', () => {
       const address = srv.address();
       srv.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
     });
@@ -141,8 +142,8 @@ async function terminate(pid: number): Promise<void> {
   while (pidAlive(pid) && Date.now() < deadline) await sleep(25);
 }
 
-async function spawnRedis(binary: string, dir: string, log: Log): Promise<PrivateRedisRecord> {
-  const port = await freePort();
+async function spawnRedis(binary: string, dir: string, log: Log, preferredPort = 0): Promise<PrivateRedisRecord> {
+  const port = await freePort(preferredPort);
   const child = spawn(
     binary,
     ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', '', '--daemonize', 'no'],
@@ -193,10 +194,17 @@ async function spawnRedis(binary: string, dir: string, log: Log): Promise<Privat
 export async function joinPrivateRedis(options: { dataDir: string; binary: string | null; log?: Log }): Promise<ResolvedRedis | null> {
   const log = options.log ?? (() => {});
   const dir = path.resolve(options.dataDir);
-  await mkdir(path.join(dir, USERS_DIR), { recursive: true });
+  try {
+    await mkdir(path.join(dir, USERS_DIR), { recursive: true });
+  } catch (err) {
+    throw new RedisUnavailableError(`DATA_DIR ${dir} cannot be used for the private Redis: ${(err as Error).message}`);
+  }
   const joined = await withDataDirLock(dir, async () => {
     let record = await readRecord(dir);
     let started = false;
+    // a redis-server that died is started again on its port: processes still connected to that
+    // port reconnect to the new one by themselves
+    const previousPort = record?.port ?? 0;
     if (record) {
       if (pidAlive(record.pid)) {
         try {
@@ -219,7 +227,7 @@ export async function joinPrivateRedis(options: { dataDir: string; binary: strin
     }
     if (!record) {
       if (!options.binary) return null;
-      record = await spawnRedis(options.binary, dir, log);
+      record = await spawnRedis(options.binary, dir, log, previousPort);
       started = true;
     }
     await writeFile(path.join(dir, USERS_DIR, String(process.pid)), '');

@@ -112,6 +112,31 @@ describe('one private redis-server per data directory', () => {
     expect(redisServersIn(dir)).toEqual([]);
   });
 
+  it('when its redis-server dies, the next start replaces it on the same port and running servers reconnect', { timeout: 60_000 }, async () => {
+    const dir = dataDir();
+    const env = await privateEnv(dir);
+    const first = track(await startMain(env));
+    const readyz = first.url.replace('/graphql', '/readyz');
+    const record = await readRecord(dir);
+    process.kill(record!.pid, 'SIGKILL');
+    await expect.poll(async () => (await fetch(readyz)).status, { timeout: 10_000 }).toBe(503);
+
+    const second = track(await startMain(env));
+    expect(second.output()).toContain('removing the stale private Redis record');
+    const replaced = await readRecord(dir);
+    expect(replaced!.pid).not.toBe(record!.pid);
+    expect(replaced!.port).toBe(record!.port);
+    expect(redisServersIn(dir)).toEqual([replaced!.pid]);
+    // the first server finds Redis again at its address, loads its functions, and shares the data
+    await expect.poll(async () => (await fetch(readyz)).status, { timeout: 15_000 }).toBe(200);
+    await postGraphQL(second.url, 'mutation { restockProduct(productId: "again", quantity: 2) { stock } }');
+    expect(await stock(first.url, 'again')).toBe(2);
+
+    expect(await stopWith(first, 'SIGTERM')).toBe(0);
+    expect(await stopWith(second, 'SIGTERM')).toBe(0);
+    expect(redisServersIn(dir)).toEqual([]);
+  });
+
   it('npm run worker uses the private Redis of the directory and keeps it while it runs', { timeout: 60_000 }, async () => {
     const dir = dataDir();
     const env = await privateEnv(dir);
