@@ -220,6 +220,7 @@ async function startServer(config: Config, options: ServerOptions, release: (() 
   release.push(() => new Promise((resolve) => httpServer.close(resolve)));
   const { port } = httpServer.address() as AddressInfo;
   const hostForUrl = config.host.includes(':') ? `[${config.host}]` : config.host;
+  await resolved.announce?.(`http://${hostForUrl}:${port}${GRAPHQL_PATH}`);
 
   const worker = config.worker.enabled
     ? new SchedulerWorker(engine, { tenants: config.worker.tenants, tickMs: config.worker.tickMs, leaseMs: config.worker.leaseMs, log })

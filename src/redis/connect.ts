@@ -24,6 +24,8 @@ export interface ResolvedRedis {
   url: string;
   /** How it was found, for the start-up log. */
   source: 'REDIS_URL' | 'local' | 'started' | 'shared';
+  /** Private Redis only: tells other processes on the data directory where this server listens. */
+  announce?(graphqlUrl: string): Promise<void>;
   /** Leaves a private redis-server (the last process to leave stops it); a no-op otherwise. */
   stop(): Promise<void>;
 }

@@ -7,7 +7,8 @@
  *                          is stale and removed)
  *   atomflow-redis.json    {pid, port, url, startedAt} of the running redis-server, written as soon
  *                          as it is spawned, so that no second one is ever started on the directory
- *   atomflow-redis.users/  one empty file per process using it, named by its pid
+ *   atomflow-redis.users/  one file per process using it, named by its pid; a server writes its
+ *                          GraphQL URL in it (`npm run demo` finds a server on the directory there)
  *
  * The first process to need it starts redis-server (in its own session, so a Ctrl-C in the terminal
  * of one server does not stop it under the others) and records it; later processes find the record
@@ -18,6 +19,7 @@
  * next process that starts on the directory, so there is never a second one.
  */
 import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
@@ -241,6 +243,9 @@ export async function joinPrivateRedis(options: { dataDir: string; binary: strin
   return {
     url: joined.record.url,
     source: joined.started ? 'started' : 'shared',
+    async announce(graphqlUrl: string) {
+      await writeFile(path.join(dir, USERS_DIR, String(process.pid)), `${JSON.stringify({ url: graphqlUrl })}\n`);
+    },
     stop() {
       left ??= leavePrivateRedis(dir, log);
       return left;
@@ -263,4 +268,27 @@ async function leavePrivateRedis(dir: string, log: Log): Promise<void> {
     await rm(path.join(dir, RECORD_FILE), { force: true });
     log(`stopped the private redis-server (pid ${record.pid}) of ${dir}`);
   });
+}
+
+/** The GraphQL URLs of the live servers using the private Redis of `dataDir` (for npm run demo). */
+export function serversOnDataDir(dataDir: string): { pid: number; url: string }[] {
+  const usersDir = path.join(path.resolve(dataDir), USERS_DIR);
+  let names: string[];
+  try {
+    names = readdirSync(usersDir);
+  } catch {
+    return [];
+  }
+  const servers: { pid: number; url: string }[] = [];
+  for (const name of names) {
+    const pid = Number(name);
+    if (!pidAlive(pid)) continue;
+    try {
+      const { url } = JSON.parse(readFileSync(path.join(usersDir, name), 'utf8')) as { url?: unknown };
+      if (typeof url === 'string') servers.push({ pid, url });
+    } catch {
+      // a worker, or a server that has not announced its URL yet
+    }
+  }
+  return servers.sort((a, b) => a.pid - b.pid);
 }

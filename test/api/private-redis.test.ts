@@ -1,7 +1,8 @@
 /**
  * One private redis-server per data directory (no REDIS_URL, nothing at LOCAL_REDIS_URL): every
  * `npm start` and `npm run worker` on the directory uses the same one, whoever started it; it stops
- * with the last of them; a SIGKILLed server never leads to a second one; a stale record is replaced.
+ * with the last of them; a SIGKILLed server never leads to a second one; a stale record is replaced;
+ * `npm run demo` finds the server of the directory.
  */
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -9,6 +10,8 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort } from '../setup/private-redis.js';
 import { deadPid, exitOf, redisServersIn, spawnEntry, startMain, waitForOutput, WORKER, type Spawned } from '../setup/processes.js';
+
+const DEMO = path.resolve('scripts/demo.ts');
 import { LOCK_FILE, readRecord, RECORD_FILE } from '../../src/redis/private-redis.js';
 import { postGraphQL } from './harness.js';
 
@@ -164,5 +167,16 @@ describe('one private redis-server per data directory', () => {
     expect(redisServersIn(dir)).toHaveLength(1);
     expect(await stopWith(worker, 'SIGTERM')).toBe(0);
     expect(redisServersIn(dir)).toEqual([]);
+  });
+
+  it('npm run demo without ATOMFLOW_URL finds the server running on the directory', { timeout: 90_000 }, async () => {
+    const dir = dataDir();
+    const env = { ...(await privateEnv(dir)), WORKER_ENABLED: 'true', WORKER_TICK_MS: '50' };
+    const server = track(await startMain(env));
+    const demo = track(spawnEntry(DEMO, { DATA_DIR: dir }));
+    const code = await exitOf(demo.child);
+    expect(code, demo.output()).toBe(0);
+    expect(demo.output().split('\n')[0]).toMatch(new RegExp(`^atomflow demo against ${server.url.replace(/[.]/g, '\\.')} \\(run [0-9a-z]+\\)$`));
+    expect(await stopWith(server, 'SIGTERM')).toBe(0);
   });
 });
