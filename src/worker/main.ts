@@ -29,6 +29,10 @@ async function main(): Promise<void> {
     await resolved.stop();
     throw err;
   }
+  // a Redis that restarts empty has lost the functions: load them again when the connection returns
+  redis.on('ready', () => {
+    loadFunctions(redis, { log }).catch((err: Error) => log(`redis: could not load functions after reconnect: ${err.message}`));
+  });
   const worker = new SchedulerWorker(new Engine(redis, { streamMaxLen: config.streamMaxLen }), {
     tenants: config.worker.tenants,
     tickMs: config.worker.tickMs,
