@@ -41,11 +41,16 @@ async function failsWithOneLine(spawned: Spawned): Promise<string> {
 
 /** A TCP port held open by the test: `kind` says what answers there. */
 async function occupiedPort(kind: 'http' | 'silent'): Promise<number> {
-  const server = kind === 'http' ? http.createServer((_req, res) => res.end('hello')) : net.createServer(() => {});
+  const server: net.Server = kind === 'http' ? http.createServer((_req, res) => res.end('hello')) : net.createServer(() => {});
+  const sockets = new Set<net.Socket>();
+  server.on('connection', (socket: net.Socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   cleanups.push(() => new Promise<void>((resolve) => {
-    (server as net.Server & { closeAllConnections?: () => void }).closeAllConnections?.();
     server.close(() => resolve());
+    for (const socket of sockets) socket.destroy();
   }));
   return (server.address() as net.AddressInfo).port;
 }
