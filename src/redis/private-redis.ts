@@ -196,6 +196,8 @@ async function spawnRedis(binary: string, dir: string, log: Log, preferredPort =
 export async function joinPrivateRedis(options: { dataDir: string; binary: string | null; log?: Log }): Promise<ResolvedRedis | null> {
   const log = options.log ?? (() => {});
   const dir = path.resolve(options.dataDir);
+  // nothing to join and nothing to start it with: leave the directory alone
+  if (!options.binary && !(await readRecord(dir))) return null;
   try {
     await mkdir(path.join(dir, USERS_DIR), { recursive: true });
   } catch (err) {

@@ -4,7 +4,7 @@
  */
 import http from 'node:http';
 import net from 'node:net';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -106,6 +106,21 @@ describe('start-up failures', () => {
     expect(spawned.output()).toContain('started a private redis-server'); // it got that far, and undid it
     expect(redisServersIn(dir)).toEqual([]);
     expect(existsSync(path.join(dir, RECORD_FILE))).toBe(false);
+  });
+
+  it('no Redis and no redis-server on PATH: one line naming both fixes, and DATA_DIR left alone', { timeout: 30_000 }, async () => {
+    const bin = mkdtempSync(path.join(os.tmpdir(), 'atomflow-path-'));
+    symlinkSync(process.execPath, path.join(bin, 'node'));
+    const parent = mkdtempSync(path.join(os.tmpdir(), 'atomflow-nodata-'));
+    cleanups.push(() => {
+      rmSync(bin, { recursive: true, force: true });
+      rmSync(parent, { recursive: true, force: true });
+    });
+    const dir = path.join(parent, 'data');
+    const spawned = run(MAIN, { PATH: bin, LOCAL_REDIS_URL: `redis://127.0.0.1:${await freePort()}`, DATA_DIR: dir, PORT: '0' });
+    const line = await failsWithOneLine(spawned);
+    expect(line).toMatch(/^atomflow: atomflow needs Redis 7 or newer\. REDIS_URL is not set, .* set REDIS_URL .* install redis-server/);
+    expect(existsSync(dir)).toBe(false);
   });
 
   it('createServer on a port in use rejects with a StartupError and releases its Redis connections', async () => {
