@@ -5,11 +5,13 @@
  *   atomflow-redis.lock    exists while one process starts, joins or leaves the private Redis
  *                          (created with O_EXCL; holds that process' pid; a lock whose pid is dead
  *                          is stale and removed)
- *   atomflow-redis.json    {pid, port, url, startedAt} of the running redis-server, written as soon
+ *   atomflow-redis.json    {pid, start, port, url, startedAt} of the running redis-server, written as soon
  *                          as it is spawned, so that no second one is ever started on the directory
- *   atomflow-redis.users/  one file per process using it, named by its pid; a server writes its
- *                          GraphQL URL in it (`npm run demo` finds a server on the directory there)
+ *   atomflow-redis.users/  one file per process using it, named by its pid, holding {start, url}:
+ *                          a server's GraphQL URL (`npm run demo` finds a server there)
  *
+ * `start` is the process' start time (Linux /proc/<pid>/stat): a pid that the system has given to
+ * another program since is not mistaken for the process recorded. *
  * The first process to need it starts redis-server (in its own session, so a Ctrl-C in the terminal
  * of one server does not stop it under the others) and records it; later processes find the record
  * and connect. A record whose redis-server is gone is stale and replaced. When a process stops it
@@ -31,6 +33,8 @@ export const USERS_DIR = 'atomflow-redis.users';
 
 export interface PrivateRedisRecord {
   pid: number;
+  /** Start time of that pid (clock ticks since boot), where the system tells it. */
+  start?: string | null;
   port: number;
   url: string;
   startedAt: string;
@@ -48,6 +52,38 @@ export function pidAlive(pid: number): boolean {
     return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** When the process with this pid started (clock ticks since boot; Linux), or null. */
+export function processStart(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // fields after "(comm)": state is field 3, starttime field 22
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** Whether `pid` is still the process that started at `start` (when either start is unknown: alive). */
+export function sameProcess(pid: number, start: string | null | undefined): boolean {
+  if (!pidAlive(pid)) return false;
+  if (!start) return true;
+  const now = processStart(pid);
+  return now === null || now === start;
+}
+
+/** This process' entry in the users directory. */
+function userEntry(url?: string): string {
+  return `${JSON.stringify({ start: processStart(process.pid), ...(url ? { url } : {}) })}\n`;
+}
+
+function readUserEntry(file: string): { start?: string | null; url?: unknown } {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as { start?: string | null; url?: unknown };
+  } catch {
+    return {};
   }
 }
 
@@ -114,7 +150,7 @@ async function liveUsers(dir: string): Promise<number[]> {
   const alive: number[] = [];
   for (const name of names) {
     const pid = Number(name);
-    if (pidAlive(pid)) alive.push(pid);
+    if (sameProcess(pid, readUserEntry(path.join(usersDir, name)).start)) alive.push(pid);
     else await rm(path.join(usersDir, name), { force: true });
   }
   return alive;
@@ -159,7 +195,7 @@ async function spawnRedis(binary: string, dir: string, log: Log, preferredPort =
     const err = await spawnError;
     throw new RedisUnavailableError(`could not start ${binary}: ${err.message}`);
   }
-  const record: PrivateRedisRecord = { pid: child.pid, port, url, startedAt: new Date().toISOString() };
+  const record: PrivateRedisRecord = { pid: child.pid, start: processStart(child.pid), port, url, startedAt: new Date().toISOString() };
   // recorded before it answers: a process killed right now leaves a record, never an unknown Redis
   await writeFile(path.join(dir, RECORD_FILE), `${JSON.stringify(record)}\n`);
   const deadline = Date.now() + 10_000;
@@ -210,7 +246,7 @@ export async function joinPrivateRedis(options: { dataDir: string; binary: strin
     // port reconnect to the new one by themselves
     const previousPort = record?.port ?? 0;
     if (record) {
-      if (pidAlive(record.pid)) {
+      if (sameProcess(record.pid, record.start)) {
         try {
           await checkRedis(record.url, 5000);
         } catch (err) {
@@ -234,7 +270,7 @@ export async function joinPrivateRedis(options: { dataDir: string; binary: strin
       record = await spawnRedis(options.binary, dir, log, previousPort);
       started = true;
     }
-    await writeFile(path.join(dir, USERS_DIR, String(process.pid)), '');
+    await writeFile(path.join(dir, USERS_DIR, String(process.pid)), userEntry());
     const others = (await liveUsers(dir)).filter((pid) => pid !== process.pid);
     if (!started) log(`using the private redis-server of ${dir} on ${record.url} (pid ${record.pid}; ${others.length} other process(es) use it)`);
     return { record, started };
@@ -246,7 +282,7 @@ export async function joinPrivateRedis(options: { dataDir: string; binary: strin
     url: joined.record.url,
     source: joined.started ? 'started' : 'shared',
     async announce(graphqlUrl: string) {
-      await writeFile(path.join(dir, USERS_DIR, String(process.pid)), `${JSON.stringify({ url: graphqlUrl })}\n`);
+      await writeFile(path.join(dir, USERS_DIR, String(process.pid)), userEntry(graphqlUrl));
     },
     stop() {
       left ??= leavePrivateRedis(dir, log);
@@ -266,7 +302,8 @@ async function leavePrivateRedis(dir: string, log: Log): Promise<void> {
       log(`private redis-server left running for ${others.length} other process(es) on ${dir}`);
       return;
     }
-    await terminate(record.pid);
+    // never signal a pid the system has since given to another program
+    if (sameProcess(record.pid, record.start)) await terminate(record.pid);
     await rm(path.join(dir, RECORD_FILE), { force: true });
     log(`stopped the private redis-server (pid ${record.pid}) of ${dir}`);
   });
@@ -284,13 +321,9 @@ export function serversOnDataDir(dataDir: string): { pid: number; url: string }[
   const servers: { pid: number; url: string }[] = [];
   for (const name of names) {
     const pid = Number(name);
-    if (!pidAlive(pid)) continue;
-    try {
-      const { url } = JSON.parse(readFileSync(path.join(usersDir, name), 'utf8')) as { url?: unknown };
-      if (typeof url === 'string') servers.push({ pid, url });
-    } catch {
-      // a worker, or a server that has not announced its URL yet
-    }
+    const { start, url } = readUserEntry(path.join(usersDir, name));
+    // a worker, or a server that has not announced its URL yet, has none
+    if (typeof url === 'string' && sameProcess(pid, start)) servers.push({ pid, url });
   }
   return servers.sort((a, b) => a.pid - b.pid);
 }

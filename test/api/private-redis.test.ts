@@ -4,7 +4,7 @@
  * with the last of them; a SIGKILLed server never leads to a second one; a stale record is replaced;
  * `npm run demo` finds the server of the directory.
  */
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -12,7 +12,7 @@ import { freePort } from '../setup/private-redis.js';
 import { deadPid, exitOf, redisServersIn, spawnEntry, startMain, waitForOutput, WORKER, type Spawned } from '../setup/processes.js';
 
 const DEMO = path.resolve('scripts/demo.ts');
-import { LOCK_FILE, readRecord, RECORD_FILE } from '../../src/redis/private-redis.js';
+import { LOCK_FILE, readRecord, RECORD_FILE, USERS_DIR } from '../../src/redis/private-redis.js';
 import { postGraphQL } from './harness.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -111,6 +111,23 @@ describe('one private redis-server per data directory', () => {
     expect(existsSync(path.join(dir, LOCK_FILE))).toBe(false);
     const res = await postGraphQL(server.url, 'mutation { restockProduct(productId: "fresh", quantity: 1) { stock } }');
     expect(res.data).toEqual({ restockProduct: { stock: 1 } });
+    expect(await stopWith(server, 'SIGTERM')).toBe(0);
+    expect(redisServersIn(dir)).toEqual([]);
+  });
+
+  it('does not mistake a pid now used by another program for the recorded redis-server or a user', { timeout: 60_000 }, async () => {
+    const dir = dataDir();
+    const env = await privateEnv(dir);
+    // this test's own pid: alive, but not the process that was recorded (another start time)
+    const closedPort = await freePort();
+    writeFileSync(path.join(dir, RECORD_FILE), JSON.stringify({ pid: process.pid, start: '1', port: closedPort, url: `redis://127.0.0.1:${closedPort}`, startedAt: new Date().toISOString() }));
+    mkdirSync(path.join(dir, USERS_DIR));
+    writeFileSync(path.join(dir, USERS_DIR, String(process.pid)), JSON.stringify({ start: '1' }));
+
+    const server = track(await startMain(env));
+    expect(server.output()).toContain('removing the stale private Redis record');
+    expect(redisServersIn(dir)).toHaveLength(1);
+    // the only real user leaves: Redis stops, although the stale entry's pid is alive
     expect(await stopWith(server, 'SIGTERM')).toBe(0);
     expect(redisServersIn(dir)).toEqual([]);
   });
