@@ -2,7 +2,8 @@
  * npm run demo: a guided tour of the atomflow API against a running server.
  *
  *   npm start                 # in one terminal
- *   npm run demo              # in another (ATOMFLOW_URL, default http://127.0.0.1:4000/graphql)
+ *   npm run demo              # in another (ATOMFLOW_URL; else the server on DATA_DIR's private Redis;
+ *                             # else http://127.0.0.1:4000/graphql)
  *
  * It opens the two subscriptions (orderEvents, workflowEvents) over graphql-ws, then walks through
  * the scenarios of the README with plain GraphQL over HTTP (`fetch`), printing each step's essential
@@ -14,8 +15,14 @@
  */
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
+import { serversOnDataDir } from '../src/redis/private-redis.js';
 
-const HTTP_URL = process.env.ATOMFLOW_URL ?? 'http://127.0.0.1:4000/graphql';
+/**
+ * Where the server is: ATOMFLOW_URL; else a server running on the private Redis of DATA_DIR (default
+ * ./data), which records its address there; else the default address of npm start.
+ */
+const HTTP_URL =
+  process.env.ATOMFLOW_URL?.trim() || serversOnDataDir(process.env.DATA_DIR?.trim() || './data')[0]?.url || 'http://127.0.0.1:4000/graphql';
 const WS_URL = HTTP_URL.replace(/^http/, 'ws'); // http -> ws, https -> wss
 
 /** This run's suffix (base36 milliseconds): every id and machine name below ends with it. */

@@ -17,7 +17,12 @@ export const ENGINE_ERROR_CODES = [
   'SUBSCRIPTION_LAGGING',
 ] as const;
 
-export type EngineErrorCode = (typeof ENGINE_ERROR_CODES)[number] | 'STALE_KEYS' | 'INTERNAL';
+/**
+ * Beyond the codes Lua answers: STALE_KEYS (retried by the engine), INTERNAL (a bug), and
+ * SERVICE_UNAVAILABLE (Redis unreachable, loading or out of memory: retry later; see
+ * src/redis/replies.ts, which classifies them).
+ */
+export type EngineErrorCode = (typeof ENGINE_ERROR_CODES)[number] | 'STALE_KEYS' | 'INTERNAL' | 'SERVICE_UNAVAILABLE';
 
 export class EngineError extends Error {
   readonly code: EngineErrorCode;
