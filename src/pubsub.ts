@@ -10,6 +10,7 @@ import type { Redis, RedisOptions } from 'ioredis';
 import { Redis as RedisClient } from 'ioredis';
 import { RedisPubSub } from 'graphql-redis-subscriptions';
 import type { PubSub } from 'type-graphql';
+import { activeSubscriptions, eventKind, eventsDropped, eventsRelayed } from './metrics.js';
 
 /** A listener that falls this far behind loses its oldest undelivered events. */
 const MAX_QUEUED_EVENTS = 10_000;
@@ -38,13 +39,18 @@ export function createEventRelay(redisUrl: string, options: RedisOptions = {}): 
     const waiting: ((result: IteratorResult<unknown>) => void)[] = [];
     let done = false;
     let confirmed = false;
+    const kind = eventKind(topic);
     const subscription = redisPubSub.subscribe(topic, (message: unknown) => {
       if (done) return;
+      eventsRelayed.inc({ kind });
       const next = waiting.shift();
       if (next) next({ value: message, done: false });
       else {
         queue.push(message);
-        if (queue.length > MAX_QUEUED_EVENTS) queue.shift();
+        if (queue.length > MAX_QUEUED_EVENTS) {
+          queue.shift();
+          eventsDropped.inc({ kind });
+        }
       }
     });
     subscription.then(
@@ -52,6 +58,7 @@ export function createEventRelay(redisUrl: string, options: RedisOptions = {}): 
         if (done) return;
         confirmed = true;
         count(topic, 1);
+        activeSubscriptions.inc({ kind });
       },
       () => {},
     );
@@ -60,7 +67,10 @@ export function createEventRelay(redisUrl: string, options: RedisOptions = {}): 
       done = true;
       waiting.splice(0).forEach((resolve) => resolve({ value: undefined, done: true }));
       queue.length = 0;
-      if (confirmed) count(topic, -1);
+      if (confirmed) {
+        count(topic, -1);
+        activeSubscriptions.dec({ kind });
+      }
       redisPubSub.unsubscribe(await subscription);
     }
     return {

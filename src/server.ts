@@ -4,12 +4,13 @@
  * /readyz. Where a request enters: handleHttp (queries, mutations) and useServer (subscriptions);
  * both use the one schema and build the context with createContext.
  */
+import { randomUUID } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ApolloServer, HeaderMap, type HTTPGraphQLRequest } from '@apollo/server';
 import { ApolloServerPluginCacheControlDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
-import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
+import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { WebSocketServer } from 'ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { Redis } from 'ioredis';
@@ -17,11 +18,14 @@ import type { Config } from './config.js';
 import { Engine } from './engine/engine.js';
 import { createContext, DEFAULT_TENANT, type GraphQLContext } from './graphql/context.js';
 import { formatGraphQLError } from './graphql/errors.js';
+import { observeOperations, REQUEST_ID_HEADER } from './graphql/observe.js';
 import { buildGraphQLSchema } from './graphql/schema.js';
 import { createLog, type Log } from './log.js';
+import { addRedisGauges, openSockets, redisGauges, registry } from './metrics.js';
 import { createEventRelay } from './pubsub.js';
 import { resolveRedis } from './redis/connect.js';
 import { loadFunctions } from './redis/functions.js';
+import { createWebUi } from './webui.js';
 import { SchedulerWorker } from './worker/scheduler.worker.js';
 
 export const GRAPHQL_PATH = '/graphql';
@@ -54,10 +58,12 @@ export interface ServerOptions {
    * createContext; until then one server serves one tenant (tests give each file its own).
    */
   tenant?: string;
+  /** A development token the web pages send (playground headers, board); see src/webui.ts. */
+  devToken?: string | null;
 }
 
 export async function createServer(config: Config, options: ServerOptions = {}): Promise<RunningServer> {
-  const log = options.log ?? createLog(config.logLevel);
+  const log = options.log ?? createLog(config.logLevel, config.logFormat);
   const tenant = options.tenant ?? DEFAULT_TENANT;
   const resolved = await resolveRedis({ redisUrl: config.redisUrl, localUrl: config.localRedisUrl, dataDir: config.dataDir, log });
   // Commands fail fast while Redis is away, and the client keeps reconnecting. No auto-pipelining:
@@ -96,6 +102,10 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   const schema = await buildGraphQLSchema(relay.pubSub);
   const httpServer = http.createServer();
   const wsServer = new WebSocketServer({ server: httpServer, path: GRAPHQL_PATH });
+  wsServer.on('connection', (socket) => {
+    openSockets.inc();
+    socket.once('close', () => openSockets.dec());
+  });
   const subscriptions = useServer<Record<string, unknown>, Record<string, never>>(
     {
       schema,
@@ -116,7 +126,9 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     plugins: [
       ApolloServerPluginCacheControlDisabled(),
       ApolloServerPluginDrainHttpServer({ httpServer }),
-      ApolloServerPluginLandingPageLocalDefault({ footer: false }),
+      // GET /graphql from a browser is the bundled playground (src/webui.ts), not Apollo's CDN page
+      ApolloServerPluginLandingPageDisabled(),
+      observeOperations(log),
       {
         async serverWillStart() {
           return {
@@ -129,6 +141,11 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     ],
   });
   await apollo.start();
+
+  const webUi = createWebUi({ graphqlPath: GRAPHQL_PATH, playground: config.playground, devToken: () => options.devToken ?? null });
+  const removeRedisGauges = addRedisGauges(
+    redisGauges(redis, (t) => engine.context.keys(t), [...new Set([tenant, ...config.worker.tenants])]),
+  );
 
   async function ready(): Promise<boolean> {
     if (!functionsReady || redis.status !== 'ready') return false;
@@ -147,6 +164,9 @@ export async function createServer(config: Config, options: ServerOptions = {}):
       const ok = await ready();
       return sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'unavailable', redis: redis.status, functionsLoaded: functionsReady });
     }
+    // web pages and metrics: the board at /, the playground at GET /graphql (text/html), /metrics
+    if (url.pathname === '/metrics') return sendMetrics(res);
+    if (webUi.handle(req, res, url)) return;
     if (url.pathname !== GRAPHQL_PATH) return sendJson(res, 404, { error: `not found; the API is at ${GRAPHQL_PATH}` });
 
     let body: unknown;
@@ -159,6 +179,9 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     for (const [name, value] of Object.entries(req.headers)) {
       if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
     }
+    const requestId = /^[A-Za-z0-9._-]{1,64}$/.test(headers.get(REQUEST_ID_HEADER) ?? '') ? headers.get(REQUEST_ID_HEADER)! : randomUUID();
+    headers.set(REQUEST_ID_HEADER, requestId);
+    res.setHeader(REQUEST_ID_HEADER, requestId);
     const httpGraphQLRequest: HTTPGraphQLRequest = { method: (req.method ?? 'GET').toUpperCase(), headers, search: url.search, body };
     const response = await apollo.executeHTTPGraphQLRequest({ httpGraphQLRequest, context: async () => createContext(engine, tenant) });
     for (const [name, value] of response.headers) res.setHeader(name, value);
@@ -173,7 +196,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
 
   httpServer.on('request', (req, res) => {
     handleHttp(req, res).catch((err: Error) => {
-      log(`http: ${err.stack ?? err.message}`);
+      log(`http: ${err.message}`, { err });
       if (!res.headersSent) sendJson(res, 500, { errors: [{ message: 'Internal server error', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] });
       else res.end();
     });
@@ -205,12 +228,20 @@ export async function createServer(config: Config, options: ServerOptions = {}):
         await worker?.stop();
         await apollo.stop(); // stops accepting, finishes in-flight requests, closes subscriptions
         await relay.close();
+        removeRedisGauges();
         redis.disconnect();
         await resolved.stop();
       })();
       return stopping;
     },
   };
+}
+
+async function sendMetrics(res: ServerResponse): Promise<void> {
+  const text = await registry.metrics();
+  res.statusCode = 200;
+  res.setHeader('content-type', registry.contentType);
+  res.end(text);
 }
 
 function sendJson(res: ServerResponse, status: number, value: unknown): void {

@@ -7,9 +7,10 @@
 import { GraphQLError, type GraphQLFormattedError } from 'graphql';
 import { unwrapResolverError } from '@apollo/server/errors';
 import { EngineError } from '../engine/errors.js';
+import type { Log } from '../log.js';
 
 export interface ErrorFormatOptions {
-  log?: (line: string) => void;
+  log?: Log;
   /** NODE_ENV=development: unexpected errors carry `extensions.stacktrace`. */
   development?: boolean;
 }
@@ -19,7 +20,7 @@ export function formatGraphQLError(formatted: GraphQLFormattedError, error: unkn
   const original = unwrapResolverError(error);
   if (original instanceof EngineError) {
     if (original.code === 'INTERNAL' || original.code === 'STALE_KEYS') {
-      log(`internal engine error: ${original.message}`);
+      log(`internal engine error: ${original.message}`, { level: 'error', code: original.code });
       return { ...formatted, message: 'Internal server error', extensions: { code: 'INTERNAL_SERVER_ERROR' } };
     }
     return { ...formatted, message: original.message, extensions: { code: original.code } };
@@ -33,7 +34,8 @@ export function formatGraphQLError(formatted: GraphQLFormattedError, error: unkn
     return { ...formatted, extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } };
   }
   const stack = original instanceof Error ? (original.stack ?? original.message) : String(original);
-  log(`unexpected error: ${stack}`);
+  // the stack goes into the log line's `err` field, one JSON string (one line)
+  log(`unexpected error: ${original instanceof Error ? original.message : String(original)}`, { err: original });
   const extensions: Record<string, unknown> = { code: 'INTERNAL_SERVER_ERROR' };
   if (options.development) extensions.stacktrace = stack.split('\n');
   return { message: 'Internal server error', locations: formatted.locations, path: formatted.path, extensions };

@@ -13,7 +13,7 @@ import { SchedulerWorker } from './scheduler.worker.js';
 
 async function main(): Promise<void> {
   const config = readConfig();
-  const log = createLog(config.logLevel);
+  const log = createLog(config.logLevel, config.logFormat);
   const url = config.redisUrl ?? config.localRedisUrl;
   if (!config.redisUrl && (await probeRedis(url)) === null) {
     throw new ConfigError(`no Redis answers at ${url}: set REDIS_URL to the Redis your atomflow server uses`);

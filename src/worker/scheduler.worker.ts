@@ -8,7 +8,9 @@
  */
 import type { SchedulerEngine } from '../scheduler/scheduler.engine.js';
 import { assertId, assertInt, MAX_INT32 } from '../engine/validation.js';
-import { MAX_CLAIM } from '../scheduler/scheduler.engine.js';
+import { MAX_CLAIM, type ScheduledTransition } from '../scheduler/scheduler.engine.js';
+import type { Log } from '../log.js';
+import { scheduledEntries } from '../metrics.js';
 
 export interface SchedulerWorkerOptions {
   /** Tenants whose entries this worker applies. Default ['default']. */
@@ -19,8 +21,11 @@ export interface SchedulerWorkerOptions {
   leaseMs?: number;
   /** Entries claimed per call. Default 100. */
   batchSize?: number;
-  /** Where failures are reported; the loop goes on after logging. Default console.error. */
-  log?: (line: string) => void;
+  /**
+   * Where each settled entry (one line each) and each failure is reported; the loop goes on after
+   * logging. Default: failures to console.error.
+   */
+  log?: Log;
 }
 
 export class SchedulerWorker {
@@ -28,7 +33,7 @@ export class SchedulerWorker {
   readonly tickMs: number;
   readonly leaseMs: number;
   readonly batchSize: number;
-  private readonly log: (line: string) => void;
+  private readonly log: Log;
   private running = false;
   /** Set by stop(): a tick in flight finishes its current batch and claims no more. */
   private stopping = false;
@@ -43,7 +48,8 @@ export class SchedulerWorker {
     this.tickMs = assertInt(options.tickMs ?? 250, 'tickMs', 1, MAX_INT32);
     this.leaseMs = assertInt(options.leaseMs ?? 30_000, 'leaseMs', 1, MAX_INT32);
     this.batchSize = assertInt(options.batchSize ?? 100, 'batchSize', 1, MAX_CLAIM);
-    this.log = options.log ?? ((line) => console.error(line));
+    // without a log, only failures reach stderr (not one line per settled entry)
+    this.log = options.log ?? ((line, fields) => (!fields || fields.level === 'error' || fields.err ? console.error(line) : undefined));
   }
 
   get isRunning(): boolean {
@@ -85,16 +91,39 @@ export class SchedulerWorker {
           const ids = await this.engine.scheduler.claimDue(tenant, { limit: this.batchSize, leaseMs: this.leaseMs });
           const results = await Promise.allSettled(ids.map((id) => this.engine.scheduler.apply(tenant, id)));
           results.forEach((r, i) => {
-            if (r.status === 'fulfilled') applied++;
-            else this.log(`scheduler: applying ${tenant}/${ids[i]} failed: ${describe(r.reason)}`);
+            if (r.status === 'fulfilled') {
+              applied++;
+              this.settled(tenant, r.value);
+            } else {
+              scheduledEntries.inc({ outcome: 'error' });
+              this.log(`scheduler: applying ${tenant}/${ids[i]} failed: ${describe(r.reason)}`, { level: 'error', tenant, entryId: ids[i] });
+            }
           });
           if (ids.length < this.batchSize || this.stopping) break;
         }
       } catch (err) {
-        this.log(`scheduler: claiming due entries of tenant ${tenant} failed: ${describe(err)}`);
+        this.log(`scheduler: claiming due entries of tenant ${tenant} failed: ${describe(err)}`, { level: 'error', tenant });
       }
     }
     return applied;
+  }
+
+  /** One log line and one count per entry the worker settled (DONE: applied; FAILED: refused). */
+  private settled(tenant: string, entry: ScheduledTransition): void {
+    const failed = entry.status === 'FAILED';
+    scheduledEntries.inc({ outcome: failed ? 'failed' : 'applied' });
+    const fields = {
+      level: failed ? ('warn' as const) : ('info' as const),
+      tenant,
+      entryId: entry.id,
+      workflowId: entry.workflowId,
+      to: entry.to,
+      status: entry.status,
+      runAt: entry.runAt.toISOString(),
+      lagMs: entry.executedAt ? entry.executedAt.getTime() - entry.runAt.getTime() : null,
+      ...(failed ? { errorCode: entry.error?.split(' ')[0] ?? null, error: entry.error } : {}),
+    };
+    this.log(failed ? `scheduled transition ${entry.id} failed: ${entry.error}` : `scheduled transition ${entry.id} applied`, fields);
   }
 
   private schedule(delay: number): void {
@@ -103,7 +132,7 @@ export class SchedulerWorker {
       this.inFlight = this.tick()
         .then(
           () => undefined,
-          (err: unknown) => this.log(`scheduler: tick failed: ${describe(err)}`),
+          (err: unknown) => this.log(`scheduler: tick failed: ${describe(err)}`, { err }),
         )
         .finally(() => {
           this.inFlight = null;
