@@ -33,9 +33,11 @@ export async function launchBrowser(): Promise<Browser> {
 }
 
 /** A server on a free port in a tenant of its own, as the harness starts them, with the web pages. */
-export async function startWebServer(options: { devToken?: string } = {}): Promise<{ server: RunningServer; tenant: string; origin: string }> {
-  const tenant = uniqueTenant('web');
-  const config = readConfig({ REDIS_URL: inject('redisUrl'), PORT: '0', LOG_LEVEL: 'silent', WORKER_ENABLED: 'false' });
+export async function startWebServer(
+  options: { devToken?: string; tenant?: string; port?: number } = {},
+): Promise<{ server: RunningServer; tenant: string; origin: string }> {
+  const tenant = options.tenant ?? uniqueTenant('web');
+  const config = readConfig({ REDIS_URL: inject('redisUrl'), PORT: String(options.port ?? 0), LOG_LEVEL: 'silent', WORKER_ENABLED: 'false' });
   const server = await createServer({ ...config, playground: true }, { tenant, devToken: options.devToken ?? null });
   return { server, tenant, origin: new URL(server.url).origin };
 }
