@@ -53,7 +53,8 @@ export function logTo(logger: Logger): Log {
       return;
     }
     const { level = fields.err !== undefined ? 'error' : 'info', err, ...rest } = fields;
-    const object = err === undefined ? rest : { ...rest, err: errorFields(err) };
+    // pino's err serializer keeps an Error's type, message, code and stack (one JSON string)
+    const object = err === undefined ? rest : { ...rest, err: err instanceof Error ? err : errorFields(err) };
     logger[level](object, message);
   };
 }

@@ -76,6 +76,14 @@ export const scheduledEntries = new Counter({
   registers: [registry],
 });
 
+// every labelled series exists from the start (at 0), so a scrape always shows it
+for (const kind of ['workflows', 'orders']) {
+  activeSubscriptions.inc({ kind }, 0);
+  eventsRelayed.inc({ kind }, 0);
+  eventsDropped.inc({ kind }, 0);
+}
+for (const outcome of ['applied', 'failed', 'error']) scheduledEntries.inc({ outcome }, 0);
+
 /** What a scrape reads from Redis: filled by each running server (see addRedisGauges). */
 export interface RedisGaugeSource {
   /** Seconds since the oldest due scheduled entry's runAt (0 when none is due). */
