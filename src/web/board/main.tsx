@@ -538,7 +538,7 @@ function SagaRow({ s }: { s: Saga }) {
       <b className="id">{s.id}</b> <span className={`state s-${s.status}`}>{s.status}</span>
       <br />
       <small>
-        {s.stepsCompleted} {s.stepsCompleted === 1 ? "step" : "steps"} completed
+        {s.stepsCompleted} {s.stepsCompleted === 1 ? 'step' : 'steps'} completed
         {s.failedStep ? ` · failed at step ${s.failedStep}: ${s.error}` : ''}
       </small>
     </li>
