@@ -1,16 +1,16 @@
 /**
  * createServer(config) -> { url, stop }: one Node HTTP server carries the GraphQL endpoint (Apollo,
- * through its integration API), WebSocket subscriptions (graphql-ws) on the same path, /healthz and
- * /readyz. Where a request enters: handleHttp (queries, mutations) and useServer (subscriptions);
+ * through its integration API), WebSocket subscriptions (graphql-ws) on the same path, /healthz,
+ * /readyz, /metrics, and the web pages (src/webui.ts: the board at /, the playground at GET
+ * /graphql). Where a request enters: handleHttp (queries, mutations) and useServer (subscriptions);
  * both use the one schema and build the context with createContext.
  */
 import { randomUUID } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ApolloServer, HeaderMap, type HTTPGraphQLRequest } from '@apollo/server';
-import { ApolloServerPluginCacheControlDisabled } from '@apollo/server/plugin/disabled';
+import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
-import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { WebSocketServer } from 'ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { Redis } from 'ioredis';
