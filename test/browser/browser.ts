@@ -5,7 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { inject } from 'vitest';
+import { inject, it } from 'vitest';
 import { readConfig } from '../../src/config.js';
 import { createServer, type RunningServer } from '../../src/server.js';
 import { uniqueTenant } from '../setup/helpers.js';
@@ -13,10 +13,19 @@ import { uniqueTenant } from '../setup/helpers.js';
 const CANDIDATES = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'];
 export const CHROMIUM = CANDIDATES.find((p): p is string => !!p && existsSync(p)) ?? null;
 export const IN_CI = !!process.env.CI && process.env.CI !== 'false' && process.env.CI !== '0';
-/** Skip only outside CI; in CI the tests run and fail at launch. */
-export const SKIP_BROWSER = CHROMIUM === null && !IN_CI;
+/** Without a browser the browser suites are skipped; in CI, requireBrowserInCi() adds a failing test. */
+export const SKIP_BROWSER = CHROMIUM === null;
 
-if (SKIP_BROWSER) {
+/** In CI a missing browser is a failure, counted as a failed test (not a skip). */
+export function requireBrowserInCi(): void {
+  if (CHROMIUM === null && IN_CI) {
+    it('finds Chromium (required in CI: apt-get install -y chromium, or set CHROMIUM_PATH)', () => {
+      throw new Error(`no Chromium found at ${CANDIDATES.filter(Boolean).join(', ')}`);
+    });
+  }
+}
+
+if (SKIP_BROWSER && !IN_CI) {
   const line = '!'.repeat(100);
   console.warn(
     `\n${line}\n!!! BROWSER TESTS SKIPPED: no Chromium found (looked at ${CANDIDATES.filter(Boolean).join(', ')}).\n` +

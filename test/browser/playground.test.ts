@@ -7,7 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { postGraphQL, uid } from '../api/harness.js';
 import type { RunningServer } from '../../src/server.js';
-import { launchBrowser, SKIP_BROWSER, startWebServer, watchPage } from './browser.js';
+import { launchBrowser, requireBrowserInCi, SKIP_BROWSER, startWebServer, watchPage } from './browser.js';
+
+requireBrowserInCi();
 
 const DEV_TOKEN = 'dev-token-shown-in-headers';
 
