@@ -29,7 +29,12 @@ export function ensureWebBuilt(): 'missing' | 'stale' | null {
   if (!reason) return null;
   process.stderr.write(`web pages ${reason === 'missing' ? 'not built yet' : 'older than src/web'}: building them (npm run build:web)\n`);
   const vite = path.join(root, 'node_modules', 'vite', 'bin', 'vite.js');
-  const result = spawnSync(process.execPath, [vite, 'build', '--config', path.join(source, 'vite.config.ts')], { cwd: root, stdio: 'inherit' });
+  // NODE_ENV=production: under vitest NODE_ENV is `test`, which would give React's development build
+  const result = spawnSync(process.execPath, [vite, 'build', '--config', path.join(source, 'vite.config.ts')], {
+    cwd: root,
+    stdio: 'inherit',
+    env: { ...process.env, NODE_ENV: 'production' },
+  });
   if (result.status !== 0) throw new Error(`building the web pages failed (exit ${result.status}); run npm run build:web to see why`);
   return reason;
 }

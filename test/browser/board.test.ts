@@ -11,7 +11,8 @@ import { launchBrowser, requireBrowserInCi, SKIP_BROWSER, startWebServer, watchP
 
 requireBrowserInCi();
 
-describe.skipIf(SKIP_BROWSER)('board (Chromium)', () => {
+// a browser on a busy 2-CPU machine: more time than the API tests' 20 s
+describe.skipIf(SKIP_BROWSER)('board (Chromium)', { timeout: 60_000 }, () => {
   let browser: Browser;
   let server: RunningServer;
   let origin: string;
@@ -76,6 +77,12 @@ describe.skipIf(SKIP_BROWSER)('board (Chromium)', () => {
     await expect.poll(() => page.getByTestId('count-order-cancelled').innerText()).toMatch(/cancelled\s*1/);
     await expect.poll(() => page.getByTestId('events').innerText()).toContain(`ORDER_CANCELLED ${orderId}`);
     expect(await page.getByTestId('events').innerText()).toContain(`ORDER_CONFIRMED ${orderId}`);
+
+    // picking the order in the workflow list shows its history
+    await page.getByTestId('count-order-cancelled').click();
+    await page.locator('.rows tbody tr', { hasText: orderId }).click();
+    await expect.poll(() => page.locator('.history').innerText()).toMatch(/start → pending v1\s+.*pending → cancelled v2/s);
+    expect(await page.locator('.history').innerText()).toContain('{"by":"board"}');
 
     expect(problems).toEqual([]);
     await page.close();

@@ -31,7 +31,8 @@ async function responseText(page: Page): Promise<string> {
   return (await page.locator('.graphiql-response').innerText()).replace(/\u00a0/g, ' ');
 }
 
-describe.skipIf(SKIP_BROWSER)('playground (Chromium)', () => {
+// a browser on a busy 2-CPU machine: more time than the API tests' 20 s
+describe.skipIf(SKIP_BROWSER)('playground (Chromium)', { timeout: 60_000 }, () => {
   let browser: Browser;
   let server: RunningServer;
   let origin: string;

@@ -190,6 +190,19 @@ function Board({ config }: { config: UiConfig }) {
     }
   }, [config, detailId]);
 
+  const loadMoreHistory = async () => {
+    if (!detail?.history.nextCursor) return;
+    try {
+      const data = await gql<{ workflow: WorkflowDetail | null }>(config, Q.WORKFLOW_HISTORY, { id: detail.id, after: detail.history.nextCursor });
+      if (data.workflow) {
+        const more = data.workflow.history;
+        setDetail({ ...data.workflow, history: { entries: [...detail.history.entries, ...more.entries], nextCursor: more.nextCursor } });
+      }
+    } catch (err) {
+      setProblem(errorText(err));
+    }
+  };
+
   const pageRef = useRef(page);
   pageRef.current = page;
   const reloadCounts = useThrottled(loadCounts, 1000);
@@ -210,10 +223,12 @@ function Board({ config }: { config: UiConfig }) {
   const addEvent = useCallback((event: LiveEvent) => setEvents((list) => [event, ...list].slice(0, 50)), []);
 
   useEffect(() => {
+    // a client being disposed (unmount, StrictMode's double mount) still reports its close: ignore it
+    let active = true;
     const client: Client = liveClient(
       config,
-      (state, detail) => setConnection({ state, detail }),
-      () => setReloadTick((t) => t + 1),
+      (state, detail) => active && setConnection({ state, detail }),
+      () => active && setReloadTick((t) => t + 1),
     );
     const offWorkflows = client.subscribe<{ workflowEvents: { eventId: string; workflowId: string; machine: string; from: string | null; to: string; version: number; at: string } }>(
       { query: Q.WORKFLOW_EVENTS },
@@ -248,6 +263,7 @@ function Board({ config }: { config: UiConfig }) {
       },
     );
     return () => {
+      active = false;
       offWorkflows();
       offOrders();
       void client.dispose();
@@ -373,7 +389,11 @@ function Board({ config }: { config: UiConfig }) {
                   </li>
                 ))}
               </ol>
-              {detail.history.nextCursor && <small>more entries: open the workflow in the playground</small>}
+              {detail.history.nextCursor && (
+                <button className="link small" onClick={() => void loadMoreHistory()}>
+                  later entries →
+                </button>
+              )}
             </>
           )}
         </section>
