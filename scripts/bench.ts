@@ -221,8 +221,9 @@ function startServerProcess(redisUrl: string): Promise<ServerProcess> {
       progress(`server| ${line}`);
     });
     readline.createInterface({ input: child.stdout! }).on('line', (line) => {
-      progress(`server| ${line}`);
-      const endpoint = /GraphQL endpoint: (\S+)/.exec(line)?.[1];
+      // one JSON line per request is logged (and costs what it costs in production), not echoed
+      if (!line.includes('"msgType":"request"')) progress(`server| ${line}`);
+      const endpoint = /GraphQL endpoint: ([^\s"]+)/.exec(line)?.[1];
       if (!endpoint || settled) return;
       settled = true;
       started = true;

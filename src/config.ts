@@ -1,3 +1,5 @@
+import { LOG_LEVELS, type LogFormat, type LogLevel } from './log.js';
+
 /**
  * Settings come from environment variables, read and validated here once. A bad value stops the
  * process at start with a message naming the variable.
@@ -26,7 +28,12 @@ export interface Config {
   retentionTerminalMs: number;
   /** development shows stack traces in GraphQL errors; anything else hides them. */
   nodeEnv: string;
-  logLevel: 'silent' | 'info';
+  /** LOG_LEVEL: pino levels, `silent` turns logs off. */
+  logLevel: LogLevel;
+  /** LOG_FORMAT: `json` (one object per line) or `pretty` (pino-pretty). */
+  logFormat: LogFormat;
+  /** GRAPHQL_PLAYGROUND: serve the playground at GET /graphql to browsers. Default: on unless NODE_ENV=production. */
+  playground: boolean;
 }
 
 export class ConfigError extends Error {
@@ -107,8 +114,12 @@ export function readConfig(env: Env = process.env): Config {
   if (tenants.length === 0 || tenants.some((t) => !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(t))) {
     throw new ConfigError(`WORKER_TENANTS must be a comma-separated list of tenant ids, got "${env.WORKER_TENANTS}"`);
   }
-  const logLevel = env.LOG_LEVEL?.trim() || 'info';
-  if (logLevel !== 'info' && logLevel !== 'silent') throw new ConfigError(`LOG_LEVEL must be info or silent, got "${logLevel}"`);
+  const logLevel = (env.LOG_LEVEL?.trim() || 'info') as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
+  const logFormat = (env.LOG_FORMAT?.trim() || 'json') as LogFormat;
+  if (logFormat !== 'json' && logFormat !== 'pretty') throw new ConfigError(`LOG_FORMAT must be json or pretty, got "${logFormat}"`);
+  // "outside production" is NODE_ENV other than production, unset included
+  const playground = boolean(env, 'GRAPHQL_PLAYGROUND', env.NODE_ENV?.trim() !== 'production');
   return {
     port: integer(env, 'PORT', 4000, 0, 65535),
     host: env.HOST?.trim() || '127.0.0.1',
@@ -130,5 +141,7 @@ export function readConfig(env: Env = process.env): Config {
     retentionTerminalMs: duration(env, 'RETENTION_TERMINAL', 0, true),
     nodeEnv: env.NODE_ENV?.trim() || 'production',
     logLevel,
+    logFormat,
+    playground,
   };
 }

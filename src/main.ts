@@ -8,10 +8,12 @@ import { startupFailureLine } from './startup.js';
 
 async function main(): Promise<void> {
   const config = readConfig();
-  const log = createLog(config.logLevel);
+  const log = createLog(config.logLevel, config.logFormat);
   const server = await createServer(config, { log });
   log(`atomflow GraphQL endpoint: ${server.url}`);
-  log(`playground (open in a browser): ${server.url}`);
+  log(`board (open in a browser): ${new URL('/', server.url).href}`);
+  if (config.playground) log(`playground (open in a browser): ${server.url}`);
+  log(`metrics (Prometheus): ${new URL('/metrics', server.url).href}`);
   log(`subscriptions (graphql-ws): ${server.wsUrl}`);
   log(`redis: ${server.redisUrl}; scheduler worker ${server.worker ? 'on' : 'off'}`);
 
@@ -26,7 +28,7 @@ async function main(): Promise<void> {
         process.exit(0);
       },
       (err: Error) => {
-        log(`error while stopping: ${err.message}`);
+        log(`error while stopping: ${err.message}`, { err });
         process.exit(1);
       },
     );

@@ -1,15 +1,16 @@
 /**
  * createServer(config) -> { url, stop }: one Node HTTP server carries the GraphQL endpoint (Apollo,
- * through its integration API), WebSocket subscriptions (graphql-ws) on the same path, /healthz and
- * /readyz. Where a request enters: handleHttp (queries, mutations) and useServer (subscriptions);
+ * through its integration API), WebSocket subscriptions (graphql-ws) on the same path, /healthz,
+ * /readyz, /metrics, and the web pages (src/webui.ts: the board at /, the playground at GET
+ * /graphql). Where a request enters: handleHttp (queries, mutations) and useServer (subscriptions);
  * both use the one schema and build the context with createContext.
  */
+import { randomUUID } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ApolloServer, HeaderMap, type HTTPGraphQLRequest, type HTTPGraphQLResponse } from '@apollo/server';
-import { ApolloServerPluginCacheControlDisabled } from '@apollo/server/plugin/disabled';
+import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
-import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
 import { WebSocketServer } from 'ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { Redis } from 'ioredis';
@@ -17,17 +18,20 @@ import { engineOptions, type Config } from './config.js';
 import { Engine } from './engine/engine.js';
 import { createContext, DEFAULT_TENANT, type GraphQLContext } from './graphql/context.js';
 import { formatGraphQLError } from './graphql/errors.js';
+import { observeOperations, REQUEST_ID_HEADER } from './graphql/observe.js';
 import { buildGraphQLSchema } from './graphql/schema.js';
 import { createLog, type Log } from './log.js';
 import { createEventRelay, type EventRelay } from './events/relay.js';
 import { TenantEvents } from './events/tenant-events.js';
 import { parseSubscribeOperation } from './events/subscribe-operation.js';
 import { createSubscriptionSharing, type SubscriptionSharing } from './events/shared-subscriptions.js';
+import { addRedisGauges, addSubscriptionGauges, openSockets, redisGauges, registry } from './metrics.js';
 import { resolveRedis } from './redis/connect.js';
 import { redisTrouble } from './redis/replies.js';
 import { rejectSubscriptionsOverHttp, serviceUnavailableStatus } from './graphql/http-plugins.js';
 import { loadFunctions } from './redis/functions.js';
 import { StartupError } from './startup.js';
+import { createWebUi } from './webui.js';
 import { SchedulerWorker } from './worker/scheduler.worker.js';
 
 export const GRAPHQL_PATH = '/graphql';
@@ -64,6 +68,8 @@ export interface ServerOptions {
    * createContext; until then one server serves one tenant (tests give each file its own).
    */
   tenant?: string;
+  /** A development token the web pages send (playground headers, board); see src/webui.ts. */
+  devToken?: string | null;
 }
 
 /**
@@ -88,7 +94,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
 }
 
 async function startServer(config: Config, options: ServerOptions, release: (() => Promise<unknown> | unknown)[]): Promise<RunningServer> {
-  const log = options.log ?? createLog(config.logLevel);
+  const log = options.log ?? createLog(config.logLevel, config.logFormat);
   const tenant = options.tenant ?? DEFAULT_TENANT;
   const resolved = await resolveRedis({ redisUrl: config.redisUrl, localUrl: config.localRedisUrl, dataDir: config.dataDir, log });
   release.push(() => resolved.stop());
@@ -134,6 +140,10 @@ async function startServer(config: Config, options: ServerOptions, release: (() 
     }
     wsServer.handleUpgrade(req, socket, head, (ws) => wsServer.emit('connection', ws, req));
   });
+  wsServer.on('connection', (socket) => {
+    openSockets.inc();
+    socket.once('close', () => openSockets.dec());
+  });
   const sharing = createSubscriptionSharing({
     enabled: config.subscriptionSharing,
     maxBufferedBytes: config.subscriptionMaxQueuedBytes,
@@ -172,7 +182,9 @@ async function startServer(config: Config, options: ServerOptions, release: (() 
     plugins: [
       ApolloServerPluginCacheControlDisabled(),
       ApolloServerPluginDrainHttpServer({ httpServer }),
-      ApolloServerPluginLandingPageLocalDefault({ footer: false }),
+      // GET /graphql from a browser is the bundled playground (src/webui.ts), not Apollo's CDN page
+      ApolloServerPluginLandingPageDisabled(),
+      observeOperations(log),
       rejectSubscriptionsOverHttp(GRAPHQL_PATH),
       serviceUnavailableStatus(),
       {
@@ -188,6 +200,13 @@ async function startServer(config: Config, options: ServerOptions, release: (() 
   });
   await apollo.start();
   release.push(() => apollo.stop());
+
+  const webUi = createWebUi({ graphqlPath: GRAPHQL_PATH, playground: config.playground, devToken: () => options.devToken ?? null });
+  const removeRedisGauges = addRedisGauges(
+    redisGauges(redis, (t) => engine.context.keys(t), [...new Set([tenant, ...config.worker.tenants])]),
+  );
+  const removeSubscriptionGauges = addSubscriptionGauges(relay);
+  release.push(removeRedisGauges, removeSubscriptionGauges);
 
   /** Ready: Redis answers, the functions are loaded, and Redis would accept a write. */
   async function ready(): Promise<{ ok: boolean; reason?: string }> {
@@ -210,6 +229,9 @@ async function startServer(config: Config, options: ServerOptions, release: (() 
       const { ok, reason } = await ready();
       return sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'unavailable', redis: redis.status, functionsLoaded: functionsReady, ...(reason ? { reason } : {}) });
     }
+    // web pages and metrics: the board at /, the playground at GET /graphql (text/html), /metrics
+    if (url.pathname === '/metrics') return sendMetrics(res);
+    if (webUi.handle(req, res, url)) return;
     if (url.pathname !== GRAPHQL_PATH) return sendJson(res, 404, { error: `not found; the API is at ${GRAPHQL_PATH}` });
 
     let body: unknown;
@@ -222,6 +244,9 @@ async function startServer(config: Config, options: ServerOptions, release: (() 
     for (const [name, value] of Object.entries(req.headers)) {
       if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
     }
+    const requestId = /^[A-Za-z0-9._-]{1,64}$/.test(headers.get(REQUEST_ID_HEADER) ?? '') ? headers.get(REQUEST_ID_HEADER)! : randomUUID();
+    headers.set(REQUEST_ID_HEADER, requestId);
+    res.setHeader(REQUEST_ID_HEADER, requestId);
     const httpGraphQLRequest: HTTPGraphQLRequest = { method: (req.method ?? 'GET').toUpperCase(), headers, search: url.search, body };
     const response = await apollo.executeHTTPGraphQLRequest({ httpGraphQLRequest, context: async () => createContext(engine, events, tenant) });
     for (const [name, value] of response.headers) res.setHeader(name, value);
@@ -236,7 +261,7 @@ async function startServer(config: Config, options: ServerOptions, release: (() 
 
   httpServer.on('request', (req, res) => {
     handleHttp(req, res).catch((err: Error) => {
-      log(`http: ${err.stack ?? err.message}`);
+      log(`http: ${err.message}`, { err });
       if (!res.headersSent) sendJson(res, 500, { errors: [{ message: 'Internal server error', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] });
       else res.end();
     });
@@ -269,6 +294,8 @@ async function startServer(config: Config, options: ServerOptions, release: (() 
         await worker?.stop();
         await apollo.stop(); // stops accepting, finishes in-flight requests, closes subscriptions
         await relay.close();
+        removeRedisGauges();
+        removeSubscriptionGauges();
         redis.disconnect();
         await resolved.stop();
       })();
@@ -333,6 +360,13 @@ async function writeProbe(redis: Redis): Promise<string | null> {
     if (trouble) return trouble;
     return (await redis.ping()) === 'PONG' ? null : 'Redis did not answer PING';
   }
+}
+
+async function sendMetrics(res: ServerResponse): Promise<void> {
+  const text = await registry.metrics();
+  res.statusCode = 200;
+  res.setHeader('content-type', registry.contentType);
+  res.end(text);
 }
 
 function sendJson(res: ServerResponse, status: number, value: unknown): void {

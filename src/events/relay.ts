@@ -21,9 +21,13 @@
  */
 import { Redis, type RedisOptions } from 'ioredis';
 import { EngineError } from '../engine/errors.js';
+import { eventsDropped, eventsRelayed } from '../metrics.js';
 import { compareStreamIds, formatStreamId, parseAfter, parseStreamId, type StreamId } from './stream-id.js';
 
 export type EventKind = 'workflow' | 'order';
+
+/** The metrics label of a kind. */
+const KIND_LABEL: Record<EventKind, string> = { workflow: 'workflows', order: 'orders' };
 
 /** Where a kind of event is published and kept: a tenant's channel and its event stream. */
 export interface EventSource {
@@ -82,6 +86,8 @@ export interface EventRelay {
   listen(source: EventSource, options?: ListenOptions): AsyncIterableIterator<RelayedEvent>;
   /** Client subscriptions on `channel` in this process that receive every event published from now on. */
   listenerCount(channel: string): number;
+  /** The same, summed by kind over every channel (metrics label values: `orders`, `workflows`). */
+  activeSubscriptions(): Record<string, number>;
   stats(): EventRelayStats;
   close(): Promise<void>;
 }
@@ -208,6 +214,7 @@ export function createEventRelay(redisUrl: string, reader: Redis, options: Event
       if (this.lastId && compareStreamIds(delivery.id, this.lastId) <= 0) return;
       this.lastId = delivery.id;
       stats.relayed++;
+      eventsRelayed.inc({ kind: KIND_LABEL[this.source.kind] });
       for (const listener of this.listeners) listener.offer(delivery);
     }
 
@@ -360,7 +367,11 @@ export function createEventRelay(redisUrl: string, reader: Redis, options: Event
 
     fail(error: Error): void {
       if (this.done) return;
-      if (error instanceof EngineError && error.code === 'SUBSCRIPTION_LAGGING') stats.lagging++;
+      if (error instanceof EngineError && error.code === 'SUBSCRIPTION_LAGGING') {
+        stats.lagging++;
+        const discarded = this.queue.length + (this.pending?.length ?? 0);
+        if (discarded > 0) eventsDropped.inc({ kind: KIND_LABEL[this.channel.source.kind] }, discarded);
+      }
       this.failure = error;
       this.release();
       if (this.waiting) {
@@ -452,6 +463,11 @@ export function createEventRelay(redisUrl: string, reader: Redis, options: Event
       let count = 0;
       for (const listener of channel.listeners) if (listener.live) count += listener.subscribers();
       return count;
+    },
+    activeSubscriptions() {
+      const totals: Record<string, number> = { orders: 0, workflows: 0 };
+      for (const [name, channel] of channels) totals[KIND_LABEL[channel.source.kind]]! += this.listenerCount(name);
+      return totals;
     },
     stats() {
       let listeners = 0;

@@ -8,13 +8,14 @@
 import { GraphQLError, type GraphQLFormattedError } from 'graphql';
 import { unwrapResolverError } from '@apollo/server/errors';
 import { EngineError } from '../engine/errors.js';
+import type { Log } from '../log.js';
 import { redisTrouble } from '../redis/replies.js';
 
 /** Redis cannot serve right now; the same request may succeed later (HTTP 503, see unavailable.ts). */
 export const SERVICE_UNAVAILABLE = 'SERVICE_UNAVAILABLE';
 
 export interface ErrorFormatOptions {
-  log?: (line: string) => void;
+  log?: Log;
   /** NODE_ENV=development: unexpected errors carry `extensions.stacktrace`. */
   development?: boolean;
 }
@@ -31,7 +32,7 @@ export function formatGraphQLError(formatted: GraphQLFormattedError, error: unkn
   }
   if (original instanceof EngineError) {
     if (original.code === 'INTERNAL' || original.code === 'STALE_KEYS') {
-      log(`internal engine error: ${original.message}`);
+      log(`internal engine error: ${original.message}`, { level: 'error', code: original.code });
       return { ...formatted, message: 'Internal server error', extensions: { code: 'INTERNAL_SERVER_ERROR' } };
     }
     return { ...formatted, message: original.message, extensions: { ...original.details, code: original.code } };
@@ -45,7 +46,8 @@ export function formatGraphQLError(formatted: GraphQLFormattedError, error: unkn
     return { ...formatted, extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } };
   }
   const stack = original instanceof Error ? (original.stack ?? original.message) : String(original);
-  log(`unexpected error: ${stack}`);
+  // the stack goes into the log line's `err` field, one JSON string (one line)
+  log(`unexpected error: ${original instanceof Error ? original.message : String(original)}`, { err: original });
   const extensions: Record<string, unknown> = { code: 'INTERNAL_SERVER_ERROR' };
   if (options.development) extensions.stacktrace = stack.split('\n');
   return { message: 'Internal server error', locations: formatted.locations, path: formatted.path, extensions };

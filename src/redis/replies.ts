@@ -4,6 +4,7 @@
  */
 import type { Redis } from 'ioredis';
 import { ENGINE_ERROR_CODES, EngineError, type EngineErrorCode } from '../engine/errors.js';
+import { redisFunctionDuration, redisFunctionErrors } from '../metrics.js';
 
 const KNOWN_CODES = new Set<string>([...ENGINE_ERROR_CODES, 'STALE_KEYS']);
 
@@ -65,6 +66,20 @@ export function toEngineError(err: unknown): unknown {
   return err;
 }
 
+/** Times one call into atomflow_redis_function_duration_seconds and counts its failure by code. */
+async function timed<T>(name: string, call: () => Promise<T>): Promise<T> {
+  const end = redisFunctionDuration.startTimer({ function: name });
+  try {
+    return await call();
+  } catch (err) {
+    const converted = toEngineError(err);
+    redisFunctionErrors.inc({ function: name, code: converted instanceof EngineError ? converted.code : 'UNEXPECTED' });
+    throw converted;
+  } finally {
+    end();
+  }
+}
+
 function decode<T>(reply: unknown, name: string): T {
   if (typeof reply !== 'string') throw new EngineError('INTERNAL', `function ${name} answered a non-JSON reply`);
   return JSON.parse(reply) as T;
@@ -72,20 +87,12 @@ function decode<T>(reply: unknown, name: string): T {
 
 /** FCALL a write function; its reply is JSON. */
 export async function fcall<T>(redis: Redis, name: string, keys: string[], args: (string | number)[]): Promise<T> {
-  try {
-    return decode<T>(await redis.call('FCALL', FUNCTION_PREFIX + name, keys.length, ...keys, ...args), name);
-  } catch (err) {
-    throw toEngineError(err);
-  }
+  return timed(name, async () => decode<T>(await redis.call('FCALL', FUNCTION_PREFIX + name, keys.length, ...keys, ...args), name));
 }
 
 /** FCALL_RO a `no-writes` function (may run on a replica). */
 export async function fcallReadOnly<T>(redis: Redis, name: string, keys: string[], args: (string | number)[]): Promise<T> {
-  try {
-    return decode<T>(await redis.call('FCALL_RO', FUNCTION_PREFIX + name, keys.length, ...keys, ...args), name);
-  } catch (err) {
-    throw toEngineError(err);
-  }
+  return timed(name, async () => decode<T>(await redis.call('FCALL_RO', FUNCTION_PREFIX + name, keys.length, ...keys, ...args), name));
 }
 
 /** The same FCALL_RO for many calls in one round trip; each result is a value or an EngineError. */
@@ -97,9 +104,12 @@ export async function fcallReadOnlyMany<T>(
   if (calls.length === 0) return [];
   const pipeline = redis.pipeline();
   for (const c of calls) pipeline.call('FCALL_RO', FUNCTION_PREFIX + name, c.keys.length, ...c.keys, ...c.args);
-  const results = (await pipeline.exec()) ?? [];
-  return results.map(([err, reply]) => {
-    if (err) throw toEngineError(err);
-    return decode<T>(reply, name);
+  // one pipeline is timed once: its latency is the round trip the caller waits for
+  return timed(name, async () => {
+    const results = (await pipeline.exec()) ?? [];
+    return results.map(([err, reply]) => {
+      if (err) throw toEngineError(err);
+      return decode<T>(reply, name);
+    });
   });
 }

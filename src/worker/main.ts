@@ -16,7 +16,7 @@ import { SchedulerWorker } from './scheduler.worker.js';
 
 async function main(): Promise<void> {
   const config = readConfig();
-  const log = createLog(config.logLevel);
+  const log = createLog(config.logLevel, config.logFormat);
   const resolved = await resolveRedis({ redisUrl: config.redisUrl, localUrl: config.localRedisUrl, dataDir: config.dataDir, log });
   const url = resolved.url;
   const redis = new Redis(url, { maxRetriesPerRequest: 1 });

@@ -8,8 +8,10 @@
  */
 import type { SchedulerEngine } from '../scheduler/scheduler.engine.js';
 import { assertId, assertInt, MAX_INT32 } from '../engine/validation.js';
-import { MAX_CLAIM } from '../scheduler/scheduler.engine.js';
+import { MAX_CLAIM, type ScheduledTransition } from '../scheduler/scheduler.engine.js';
 import { redisTrouble } from '../redis/replies.js';
+import type { Log } from '../log.js';
+import { scheduledEntries } from '../metrics.js';
 
 export interface SchedulerWorkerOptions {
   /** Tenants whose entries this worker applies. Default ['default']. */
@@ -22,8 +24,11 @@ export interface SchedulerWorkerOptions {
   batchSize?: number;
   /** Applying an entry that fails without an atomflow error code this many times makes it FAILED. Default 5. */
   maxAttempts?: number;
-  /** Where failures are reported; the loop goes on after logging. Default console.error. */
-  log?: (line: string) => void;
+  /**
+   * Where each settled entry (one line each) and each failure is reported; the loop goes on after
+   * logging. Default: failures to console.error.
+   */
+  log?: Log;
 }
 
 export class SchedulerWorker {
@@ -32,7 +37,7 @@ export class SchedulerWorker {
   readonly leaseMs: number;
   readonly batchSize: number;
   readonly maxAttempts: number;
-  private readonly log: (line: string) => void;
+  private readonly log: Log;
   private running = false;
   /** Set by stop(): a tick in flight finishes its current batch and claims no more. */
   private stopping = false;
@@ -50,7 +55,8 @@ export class SchedulerWorker {
     this.leaseMs = assertInt(options.leaseMs ?? 30_000, 'leaseMs', 1, MAX_INT32);
     this.batchSize = assertInt(options.batchSize ?? 100, 'batchSize', 1, MAX_CLAIM);
     this.maxAttempts = assertInt(options.maxAttempts ?? 5, 'maxAttempts', 1, 1000);
-    this.log = options.log ?? ((line) => console.error(line));
+    // without a log, only failures reach stderr (not one line per settled entry)
+    this.log = options.log ?? ((line, fields) => (!fields || fields.level === 'error' || fields.err ? console.error(line) : undefined));
   }
 
   get isRunning(): boolean {
@@ -98,19 +104,27 @@ export class SchedulerWorker {
           );
           results.forEach((r, i) => {
             if (r.status === 'rejected') {
-              if (!this.redisFailed(r.reason)) this.log(`scheduler: applying ${tenant}/${ids[i]} failed: ${describe(r.reason)}`);
+              scheduledEntries.inc({ outcome: 'error' });
+              if (!this.redisFailed(r.reason)) {
+                this.log(`scheduler: applying ${tenant}/${ids[i]} failed: ${describe(r.reason)}`, { level: 'error', tenant, entryId: ids[i] });
+              }
             } else if (r.value.status === 'PENDING') {
               // a failed attempt, counted; claimable again when its lease runs out
-              this.log(`scheduler: attempt ${r.value.attempts} of ${this.maxAttempts} to apply ${tenant}/${ids[i]} failed: ${r.value.error}`);
+              scheduledEntries.inc({ outcome: 'error' });
+              this.log(`scheduler: attempt ${r.value.attempts} of ${this.maxAttempts} to apply ${tenant}/${ids[i]} failed: ${r.value.error}`, {
+                level: 'error',
+                tenant,
+                entryId: ids[i],
+              });
             } else {
               applied++;
-              if (r.value.error?.startsWith('ATTEMPTS_EXHAUSTED')) this.log(`scheduler: ${tenant}/${ids[i]} FAILED: ${r.value.error}`);
+              this.settled(tenant, r.value);
             }
           });
           if (ids.length < this.batchSize || this.stopping) break;
         }
       } catch (err) {
-        if (!this.redisFailed(err)) this.log(`scheduler: claiming due entries of tenant ${tenant} failed: ${describe(err)}`);
+        if (!this.redisFailed(err)) this.log(`scheduler: claiming due entries of tenant ${tenant} failed: ${describe(err)}`, { level: 'error', tenant });
       }
     }
     return applied;
@@ -131,13 +145,31 @@ export class SchedulerWorker {
     this.log('scheduler: Redis is back; applying due entries again');
   }
 
+  /** One log line and one count per entry the worker settled (DONE: applied; FAILED: refused). */
+  private settled(tenant: string, entry: ScheduledTransition): void {
+    const failed = entry.status === 'FAILED';
+    scheduledEntries.inc({ outcome: failed ? 'failed' : 'applied' });
+    const fields = {
+      level: failed ? ('warn' as const) : ('info' as const),
+      tenant,
+      entryId: entry.id,
+      workflowId: entry.workflowId,
+      to: entry.to,
+      status: entry.status,
+      runAt: entry.runAt.toISOString(),
+      lagMs: entry.executedAt ? entry.executedAt.getTime() - entry.runAt.getTime() : null,
+      ...(failed ? { errorCode: entry.error?.split(' ')[0] ?? null, error: entry.error } : {}),
+    };
+    this.log(failed ? `scheduled transition ${entry.id} failed: ${entry.error}` : `scheduled transition ${entry.id} applied`, fields);
+  }
+
   private schedule(delay: number): void {
     this.timer = setTimeout(() => {
       this.timer = null;
       this.inFlight = this.tick()
         .then(
           () => undefined,
-          (err: unknown) => this.log(`scheduler: tick failed: ${describe(err)}`),
+          (err: unknown) => this.log(`scheduler: tick failed: ${describe(err)}`, { err }),
         )
         .finally(() => {
           this.inFlight = null;

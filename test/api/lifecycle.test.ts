@@ -53,7 +53,7 @@ function startMain(env: Record<string, string>): Promise<{ child: ChildProcess; 
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start: ${output}`)), 20_000);
     child.stdout!.on('data', () => {
-      const match = /GraphQL endpoint: (\S+)/.exec(output);
+      const match = /GraphQL endpoint: ([^\s"]+)/.exec(output);
       if (match) {
         clearTimeout(timer);
         resolve({ child, url: match[1]!, output: () => output });

@@ -66,7 +66,7 @@ export function waitForOutput(spawned: Spawned, pattern: RegExp, timeoutMs = 20_
 /** Starts `npm start`'s entry point and resolves with its GraphQL endpoint once it prints it. */
 export async function startMain(env: Record<string, string>): Promise<Spawned & { url: string }> {
   const spawned = spawnEntry(MAIN, env);
-  const match = await waitForOutput(spawned, /GraphQL endpoint: (\S+)/);
+  const match = await waitForOutput(spawned, /GraphQL endpoint: ([^\s"]+)/);
   return { ...spawned, url: match[1]! };
 }
 
