@@ -6,6 +6,9 @@ import { createLog } from './log.js';
 import { RedisUnavailableError } from './redis/connect.js';
 import { FunctionLoadError } from './redis/functions.js';
 import { createServer } from './server.js';
+import { DEFAULT_TENANT } from './graphql/context.js';
+
+const DEV_TOKEN_TTL_S = 24 * 3600;
 
 async function main(): Promise<void> {
   const config = readConfig();
@@ -15,6 +18,12 @@ async function main(): Promise<void> {
   log(`playground (open in a browser): ${server.url}`);
   log(`subscriptions (graphql-ws): ${server.wsUrl}`);
   log(`redis: ${server.redisUrl}; scheduler worker ${server.worker ? 'on' : 'off'}`);
+  if (server.auth.devSecretFile) {
+    // outside production with no key configured: a ready-to-use token, signed with the development secret
+    const token = await server.auth.sign({ sub: 'admin', tenant: DEFAULT_TENANT, role: 'admin' }, DEV_TOKEN_TTL_S);
+    log(`no AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY: signing with the development secret in ${server.auth.devSecretFile}`);
+    log(`admin token for tenant ${DEFAULT_TENANT} (24 h; more with npm run token): ${token}`);
+  }
 
   let signalled = false;
   const shutdown = (signal: string) => {

@@ -2,21 +2,28 @@
  * createServer(config) -> { url, stop }: one Node HTTP server carries the GraphQL endpoint (Apollo,
  * through its integration API), WebSocket subscriptions (graphql-ws) on the same path, /healthz and
  * /readyz. Where a request enters: handleHttp (queries, mutations) and useServer (subscriptions);
- * both use the one schema and build the context with createContext.
+ * both use the one schema and build the context with createContext from the verified token, and
+ * apply the same limits (src/graphql/limits.ts) and rate limit (src/auth/rate-limit.ts).
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { GraphQLError, NoSchemaIntrospectionCustomRule, parse, specifiedRules, validate, type DocumentNode } from 'graphql';
 import { ApolloServer, HeaderMap, type HTTPGraphQLRequest } from '@apollo/server';
-import { ApolloServerPluginCacheControlDisabled } from '@apollo/server/plugin/disabled';
+import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
-import { WebSocketServer } from 'ws';
+import { WebSocketServer, type WebSocket } from 'ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { Redis } from 'ioredis';
 import type { Config } from './config.js';
 import { Engine } from './engine/engine.js';
-import { createContext, DEFAULT_TENANT, type GraphQLContext } from './graphql/context.js';
-import { formatGraphQLError } from './graphql/errors.js';
+import { authenticatedContext, createContext, DEFAULT_TENANT, type GraphQLContext } from './graphql/context.js';
+import { clipMessage, formatGraphQLError } from './graphql/errors.js';
+import { checkLimits } from './graphql/limits.js';
+import { createAuthenticator, type Authenticator, type Principal } from './auth/tokens.js';
+import { RateLimiter, rateLimited } from './auth/rate-limit.js';
+import { handleCors, originAllowed } from './auth/origins.js';
 import { buildGraphQLSchema } from './graphql/schema.js';
 import { createLog, type Log } from './log.js';
 import { createEventRelay } from './pubsub.js';
@@ -36,29 +43,33 @@ export interface RunningServer {
   redisUrl: string;
   engine: Engine;
   worker: SchedulerWorker | null;
+  /** Verifies tokens; signs them too with a shared secret (AUTH_JWT_SECRET or the development one). */
+  auth: Authenticator;
   /** Live subscription listeners on a channel in this instance (tests wait on it). */
   listenerCount(channel: string): number;
   stop(): Promise<void>;
 }
 
-/** Loads the functions and the built-in order machine; run at start and after every reconnect. */
-async function prepareRedis(redis: Redis, engine: Engine, tenant: string, log: Log): Promise<void> {
+/**
+ * Loads the functions and the built-in order machine of the `default` tenant (other tenants get it
+ * with their first order); run at start and after every reconnect.
+ */
+async function prepareRedis(redis: Redis, engine: Engine, log: Log): Promise<void> {
   await loadFunctions(redis, { log });
-  await engine.workflows.ensureOrderMachine(tenant);
+  await engine.workflows.ensureOrderMachine(DEFAULT_TENANT);
 }
 
 export interface ServerOptions {
   log?: Log;
-  /**
-   * The tenant every request and connection works in. Authentication will decide it per request in
-   * createContext; until then one server serves one tenant (tests give each file its own).
-   */
-  tenant?: string;
 }
+
+/** WebSocket close code for a missing, invalid or expired token (the client reconnects with a new one). */
+export const WS_UNAUTHORIZED = 4401;
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export async function createServer(config: Config, options: ServerOptions = {}): Promise<RunningServer> {
   const log = options.log ?? createLog(config.logLevel);
-  const tenant = options.tenant ?? DEFAULT_TENANT;
+  const auth = await createAuthenticator(config.auth, config.dataDir);
   const resolved = await resolveRedis({ redisUrl: config.redisUrl, localUrl: config.localRedisUrl, dataDir: config.dataDir, log });
   // Commands fail fast while Redis is away, and the client keeps reconnecting. No auto-pipelining:
   // with many concurrent FCALLs it cut process_order throughput from ~7k to ~4.5k/s (npm run bench).
@@ -72,7 +83,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
 
   let functionsReady = false;
   try {
-    await prepareRedis(redis, engine, tenant, log);
+    await prepareRedis(redis, engine, log);
     functionsReady = true;
   } catch (err) {
     redis.disconnect();
@@ -85,7 +96,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   });
   redis.on('ready', () => {
     redisErrorLogged = false;
-    prepareRedis(redis, engine, tenant, log).then(
+    prepareRedis(redis, engine, log).then(
       () => (functionsReady = true),
       (err: Error) => log(`redis: could not load functions after reconnect: ${err.message}`),
     );
@@ -94,12 +105,92 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   const errorFormat = { log, development: config.nodeEnv === 'development' };
   const relay = createEventRelay(resolved.url);
   const schema = await buildGraphQLSchema(relay.pubSub);
+  const limiter = new RateLimiter(redis, config.limits);
   const httpServer = http.createServer();
-  const wsServer = new WebSocketServer({ server: httpServer, path: GRAPHQL_PATH });
+
+  // WebSocket: the handshake checks Origin and the connection limit; messages are at most the
+  // size of an HTTP body; connection_init must carry a valid token, and the socket closes with 4401
+  // when it expires.
+  const wsServer = new WebSocketServer({ noServer: true, maxPayload: MAX_BODY_BYTES });
+  let upgrading = 0;
+  httpServer.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const { pathname } = new URL(req.url ?? '/', 'http://localhost');
+    if (pathname !== GRAPHQL_PATH) return refuseUpgrade(socket, 404, `not found; subscriptions are at ${GRAPHQL_PATH}`);
+    if (!originAllowed(req, config.corsOrigins)) return refuseUpgrade(socket, 403, 'origin not allowed (CORS_ORIGINS)');
+    if (wsServer.clients.size + upgrading >= config.limits.wsMaxConnections) {
+      return refuseUpgrade(socket, 503, 'too many WebSocket connections (WS_MAX_CONNECTIONS)');
+    }
+    // counted until the handshake completes or fails
+    upgrading++;
+    let counted = true;
+    const settled = () => {
+      if (counted) upgrading--;
+      counted = false;
+    };
+    socket.once('close', settled);
+    wsServer.handleUpgrade(req, socket, head, (ws) => {
+      settled();
+      wsServer.emit('connection', ws, req);
+    });
+  });
+  const principals = new WeakMap<WebSocket, Principal>();
+  const validationRules = config.introspection ? specifiedRules : [...specifiedRules, NoSchemaIntrospectionCustomRule];
   const subscriptions = useServer<Record<string, unknown>, Record<string, never>>(
     {
       schema,
-      context: () => createContext(engine, tenant),
+      async onConnect(ctx) {
+        const socket = ctx.extra.socket;
+        let principal: Principal;
+        try {
+          principal = await auth.authenticate(ctx.connectionParams?.authorization);
+        } catch (err) {
+          socket.close(WS_UNAUTHORIZED, clipMessage((err as Error).message).slice(0, 120));
+          return false;
+        }
+        principals.set(socket, principal);
+        let timer: NodeJS.Timeout;
+        const arm = () => {
+          const left = principal.expiresAt - Date.now();
+          if (left <= 0) socket.close(WS_UNAUTHORIZED, 'token expired');
+          else timer = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
+        };
+        arm();
+        socket.once('close', () => clearTimeout(timer));
+        return true;
+      },
+      async onSubscribe(ctx, _id, payload) {
+        const principal = principals.get(ctx.extra.socket);
+        if (!principal || principal.expiresAt <= Date.now()) {
+          ctx.extra.socket.close(WS_UNAUTHORIZED, 'token expired');
+          return [new GraphQLError('token expired', { extensions: { code: 'UNAUTHENTICATED' } })];
+        }
+        if (Object.keys(ctx.subscriptions).length > config.limits.wsMaxSubscriptions) {
+          return [
+            new GraphQLError(`at most ${config.limits.wsMaxSubscriptions} operations per connection (WS_MAX_SUBSCRIPTIONS)`, {
+              extensions: { code: 'QUERY_TOO_COMPLEX', limit: config.limits.wsMaxSubscriptions },
+            }),
+          ];
+        }
+        const retryAfterMs = await limiter.take(principal);
+        if (retryAfterMs !== null) return [rateLimited(retryAfterMs)];
+        let document: DocumentNode;
+        try {
+          document = parse(payload.query);
+        } catch (err) {
+          return [err instanceof GraphQLError ? err : new GraphQLError('the query does not parse')];
+        }
+        const invalid = validate(schema, document, validationRules);
+        if (invalid.length) return invalid;
+        const tooComplex = checkLimits(schema, document, payload.operationName, payload.variables, config.limits);
+        if (tooComplex) return [tooComplex];
+        return {
+          schema,
+          document,
+          operationName: payload.operationName,
+          variableValues: payload.variables,
+          contextValue: createContext(engine, principal),
+        };
+      },
       onNext: (_ctx, _id, _payload, _args, result) =>
         result.errors ? { ...result, errors: result.errors.map((e) => formatGraphQLError(e.toJSON(), e, errorFormat)) } : undefined,
       onError: (_ctx, _id, _payload, errors) => errors.map((e) => formatGraphQLError(e.toJSON(), e, errorFormat)),
@@ -110,13 +201,25 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   const apollo = new ApolloServer<GraphQLContext>({
     schema,
     includeStacktraceInErrorResponses: false,
+    introspection: config.introspection,
     // src/main.ts owns SIGTERM/SIGINT and stops everything in order (worker, HTTP, sockets, Redis)
     stopOnTerminationSignals: false,
     formatError: (formatted, error) => formatGraphQLError(formatted, error, errorFormat),
     plugins: [
       ApolloServerPluginCacheControlDisabled(),
       ApolloServerPluginDrainHttpServer({ httpServer }),
-      ApolloServerPluginLandingPageLocalDefault({ footer: false }),
+      config.introspection ? ApolloServerPluginLandingPageLocalDefault({ footer: false }) : ApolloServerPluginLandingPageDisabled(),
+      {
+        // the same limits as over WebSocket, once the operation is parsed and validated
+        async requestDidStart() {
+          return {
+            async didResolveOperation({ request, document }) {
+              const tooComplex = checkLimits(schema, document, request.operationName, request.variables, config.limits);
+              if (tooComplex) throw tooComplex;
+            },
+          };
+        },
+      },
       {
         async serverWillStart() {
           return {
@@ -148,6 +251,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
       return sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'unavailable', redis: redis.status, functionsLoaded: functionsReady });
     }
     if (url.pathname !== GRAPHQL_PATH) return sendJson(res, 404, { error: `not found; the API is at ${GRAPHQL_PATH}` });
+    if (handleCors(req, res, config.corsOrigins)) return;
 
     let body: unknown;
     try {
@@ -160,7 +264,13 @@ export async function createServer(config: Config, options: ServerOptions = {}):
       if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
     }
     const httpGraphQLRequest: HTTPGraphQLRequest = { method: (req.method ?? 'GET').toUpperCase(), headers, search: url.search, body };
-    const response = await apollo.executeHTTPGraphQLRequest({ httpGraphQLRequest, context: async () => createContext(engine, tenant) });
+    const response = await apollo.executeHTTPGraphQLRequest({ httpGraphQLRequest, context: async () => {
+        const context = await authenticatedContext(engine, auth, req.headers.authorization);
+        const retryAfterMs = await limiter.take(context.principal);
+        if (retryAfterMs !== null) throw rateLimited(retryAfterMs);
+        return context;
+      },
+    });
     for (const [name, value] of response.headers) res.setHeader(name, value);
     res.statusCode = response.status ?? 200;
     if (response.body.kind === 'complete') {
@@ -187,7 +297,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   const hostForUrl = config.host.includes(':') ? `[${config.host}]` : config.host;
 
   const worker = config.worker.enabled
-    ? new SchedulerWorker(engine, { tenants: config.worker.tenants, tickMs: config.worker.tickMs, leaseMs: config.worker.leaseMs, log })
+    ? new SchedulerWorker(engine, { tenants: config.worker.tenants, redis, tickMs: config.worker.tickMs, leaseMs: config.worker.leaseMs, log })
     : null;
   worker?.start();
 
@@ -199,6 +309,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     redisUrl: resolved.url,
     engine,
     worker,
+    auth,
     listenerCount: (channel) => relay.listenerCount(channel),
     stop() {
       stopping ??= (async () => {
@@ -211,6 +322,13 @@ export async function createServer(config: Config, options: ServerOptions = {}):
       return stopping;
     },
   };
+}
+
+function refuseUpgrade(socket: Duplex, status: number, message: string): void {
+  const body = JSON.stringify({ error: message });
+  socket.end(
+    `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }
 
 function sendJson(res: ServerResponse, status: number, value: unknown): void {

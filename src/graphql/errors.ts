@@ -2,11 +2,24 @@
  * How errors reach clients, over HTTP and WebSocket alike: an EngineError's code becomes
  * `extensions.code` with its message; graphql's own errors (validation, variable coercion) keep
  * their codes; anything unexpected is INTERNAL_SERVER_ERROR with a generic message and no stack
- * trace (the details go to the server log).
+ * trace (the details go to the server log). No message is longer than MAX_MESSAGE_CHARS, so no
+ * error echoes more than that of a value a client sent (a 900 KB string in an Int variable, say).
  */
 import { GraphQLError, type GraphQLFormattedError } from 'graphql';
 import { unwrapResolverError } from '@apollo/server/errors';
 import { EngineError } from '../engine/errors.js';
+
+/** Longest message a client receives; longer ones are cut (quoted values first). */
+export const MAX_MESSAGE_CHARS = 200;
+/** Extensions that travel with their code (RATE_LIMITED: retryAfterMs; QUERY_TOO_COMPLEX: cost, limit). */
+const KEPT_EXTENSIONS = ['retryAfterMs', 'cost', 'limit'];
+
+/** Cuts quoted values to 40 characters, then the whole message to MAX_MESSAGE_CHARS. */
+export function clipMessage(message: string): string {
+  if (message.length <= MAX_MESSAGE_CHARS) return message;
+  const quoted = message.replace(/"((?:[^"\\]|\\.){40})(?:[^"\\]|\\.)+"/g, '"$1…"');
+  return quoted.length <= MAX_MESSAGE_CHARS ? quoted : `${quoted.slice(0, MAX_MESSAGE_CHARS - 1)}…`;
+}
 
 export interface ErrorFormatOptions {
   log?: (line: string) => void;
@@ -15,6 +28,11 @@ export interface ErrorFormatOptions {
 }
 
 export function formatGraphQLError(formatted: GraphQLFormattedError, error: unknown, options: ErrorFormatOptions = {}): GraphQLFormattedError {
+  const result = formatError(formatted, error, options);
+  return result.message.length > MAX_MESSAGE_CHARS ? { ...result, message: clipMessage(result.message) } : result;
+}
+
+function formatError(formatted: GraphQLFormattedError, error: unknown, options: ErrorFormatOptions): GraphQLFormattedError {
   const log = options.log ?? ((line: string) => console.error(line));
   const original = unwrapResolverError(error);
   if (original instanceof EngineError) {
@@ -26,8 +44,10 @@ export function formatGraphQLError(formatted: GraphQLFormattedError, error: unkn
   }
   const code = formatted.extensions?.code;
   if (typeof code === 'string' && code !== 'INTERNAL_SERVER_ERROR') {
-    // graphql / Apollo errors about the request itself; drop anything beyond the code
-    return { ...formatted, extensions: { code } };
+    // graphql / Apollo / atomflow errors about the request itself; drop anything else
+    const extensions: Record<string, unknown> = { code };
+    for (const name of KEPT_EXTENSIONS) if (formatted.extensions?.[name] !== undefined) extensions[name] = formatted.extensions[name];
+    return { ...formatted, extensions };
   }
   if (original instanceof GraphQLError && !original.originalError && !code) {
     return { ...formatted, extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } };

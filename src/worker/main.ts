@@ -23,12 +23,13 @@ async function main(): Promise<void> {
   await loadFunctions(redis, { log });
   const worker = new SchedulerWorker(new Engine(redis, { streamMaxLen: config.streamMaxLen }), {
     tenants: config.worker.tenants,
+    redis,
     tickMs: config.worker.tickMs,
     leaseMs: config.worker.leaseMs,
     log,
   });
   worker.start();
-  log(`scheduler worker running on ${url} for tenants ${config.worker.tenants.join(', ')} (tick ${config.worker.tickMs} ms)`);
+  log(`scheduler worker running on ${url} for ${config.worker.tenants ? `tenants ${config.worker.tenants.join(', ')}` : 'every tenant with due entries'} (tick ${config.worker.tickMs} ms)`);
 
   const shutdown = (signal: string) => {
     log(`${signal}: stopping the worker`);

@@ -6,13 +6,24 @@
  * takes effect exactly once even when a worker dies between claim and apply (its lease runs out and
  * another worker claims the entry again).
  */
+import type { Redis } from 'ioredis';
 import type { SchedulerEngine } from '../scheduler/scheduler.engine.js';
+import { acrossTenants } from '../redis/keys.js';
 import { assertId, assertInt, MAX_INT32 } from '../engine/validation.js';
 import { MAX_CLAIM } from '../scheduler/scheduler.engine.js';
 
+/** SCAN calls per tick while looking for tenants with due entries, and keys each call visits. */
+const SCAN_CALLS_PER_TICK = 10;
+const SCAN_COUNT = 1000;
+
 export interface SchedulerWorkerOptions {
-  /** Tenants whose entries this worker applies. Default ['default']. */
-  tenants?: string[];
+  /**
+   * Only these tenants (WORKER_TENANTS). Without it the worker finds the tenants that have due
+   * entries by itself, scanning `redis` for their due sets; with neither, ['default'].
+   */
+  tenants?: string[] | null;
+  /** Where to scan for tenants with due entries when `tenants` is not given. */
+  redis?: Pick<Redis, 'scan'>;
   /** Pause between the end of one tick and the start of the next, in ms. Default 250. */
   tickMs?: number;
   /** How long a claim keeps an entry from other workers, in ms. Default 30000. */
@@ -24,7 +35,8 @@ export interface SchedulerWorkerOptions {
 }
 
 export class SchedulerWorker {
-  readonly tenants: readonly string[];
+  /** The tenant filter; null when the worker finds tenants itself. */
+  readonly tenants: readonly string[] | null;
   readonly tickMs: number;
   readonly leaseMs: number;
   readonly batchSize: number;
@@ -34,12 +46,18 @@ export class SchedulerWorker {
   private stopping = false;
   private timer: NodeJS.Timeout | null = null;
   private inFlight: Promise<void> | null = null;
+  private readonly redis: Pick<Redis, 'scan'> | null;
+  /** Tenants seen with a due set in the last full scan, and in the scan under way. */
+  private known = new Set<string>();
+  private scanning = new Set<string>();
+  private scanCursor = '0';
 
   constructor(
     private readonly engine: { readonly scheduler: Pick<SchedulerEngine, 'claimDue' | 'apply'> },
     options: SchedulerWorkerOptions = {},
   ) {
-    this.tenants = (options.tenants ?? ['default']).map((t) => assertId(t, 'tenant'));
+    this.redis = options.tenants ? null : (options.redis ?? null);
+    this.tenants = options.tenants || !this.redis ? (options.tenants ?? ['default']).map((t) => assertId(t, 'tenant')) : null;
     this.tickMs = assertInt(options.tickMs ?? 250, 'tickMs', 1, MAX_INT32);
     this.leaseMs = assertInt(options.leaseMs ?? 30_000, 'leaseMs', 1, MAX_INT32);
     this.batchSize = assertInt(options.batchSize ?? 100, 'batchSize', 1, MAX_CLAIM);
@@ -78,7 +96,7 @@ export class SchedulerWorker {
    */
   async tick(): Promise<number> {
     let applied = 0;
-    for (const tenant of this.tenants) {
+    for (const tenant of this.tenants ?? (await this.dueTenants())) {
       if (this.stopping) break;
       try {
         for (;;) {
@@ -95,6 +113,33 @@ export class SchedulerWorker {
       }
     }
     return applied;
+  }
+
+  /**
+   * Tenants that have a due set, found by SCAN over the due-set key pattern (src/redis/keys.ts). A
+   * tick runs at most SCAN_CALLS_PER_TICK calls and goes on from there at the next tick, so one tick
+   * stays cheap however large the keyspace; tenants found stay known until a full pass misses them.
+   */
+  private async dueTenants(): Promise<string[]> {
+    const due = acrossTenants((k) => k.scheduleDue());
+    try {
+      for (let call = 0; call < SCAN_CALLS_PER_TICK; call++) {
+        const [next, keys] = await this.redis!.scan(this.scanCursor, 'MATCH', due.pattern, 'COUNT', SCAN_COUNT);
+        for (const key of keys) {
+          const tenant = due.tenantOf(key);
+          if (tenant) this.scanning.add(tenant);
+        }
+        this.scanCursor = next;
+        if (next === '0') {
+          this.known = this.scanning;
+          this.scanning = new Set();
+          break;
+        }
+      }
+    } catch (err) {
+      this.log(`scheduler: looking for tenants with due entries failed: ${describe(err)}`);
+    }
+    return [...new Set([...this.known, ...this.scanning])];
   }
 
   private schedule(delay: number): void {
