@@ -64,6 +64,7 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
     PORT: '0',
     LOG_LEVEL: 'silent',
     WORKER_ENABLED: 'false',
+    NODE_ENV: 'test',
     AUTH_JWT_SECRET: TEST_JWT_SECRET,
     RATE_LIMIT_PER_S: '10000',
     RATE_LIMIT_BURST: '10000',
