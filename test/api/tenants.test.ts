@@ -115,7 +115,7 @@ describe('two tenants, the same ids', () => {
   });
 
   it("subscribers of one tenant receive none of the other's events (0 leaks)", async () => {
-    const subscribers = [];
+    const subscribers: ReturnType<RawSocket['subscribe']>[] = [];
     for (const [token, query] of [
       [tok.adminB, `subscription { orderEvents { orderId userId totalCents } }`],
       [tok.adminB, `subscription { workflowEvents { workflowId to } }`],
