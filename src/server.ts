@@ -51,8 +51,8 @@ export interface RunningServer {
 }
 
 /**
- * Loads the functions and the built-in order machine of the `default` tenant (other tenants get it
- * with their first order); run at start and after every reconnect.
+ * Loads the functions and the built-in order machine of the `default` tenant (other tenants get it at
+ * their first request, see prepareTenant); run at start and after every reconnect.
  */
 async function prepareRedis(redis: Redis, engine: Engine, log: Log): Promise<void> {
   await loadFunctions(redis, { log });
@@ -90,9 +90,20 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     await resolved.stop();
     throw err;
   }
+  // Tenants whose order machine this process has ensured (once per tenant; again after a reconnect).
+  const preparedTenants = new Set<string>();
+  async function prepareTenant(context: GraphQLContext): Promise<GraphQLContext> {
+    if (!preparedTenants.has(context.tenant)) {
+      await engine.workflows.ensureOrderMachine(context.tenant);
+      if (preparedTenants.size >= 10_000) preparedTenants.clear();
+      preparedTenants.add(context.tenant);
+    }
+    return context;
+  }
   // A Redis that restarts empty loses its functions: load them again when the connection returns.
   redis.on('close', () => {
     functionsReady = false;
+    preparedTenants.clear();
   });
   redis.on('ready', () => {
     redisErrorLogged = false;
@@ -147,6 +158,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
           socket.close(WS_UNAUTHORIZED, clipMessage((err as Error).message).slice(0, 120));
           return false;
         }
+        await prepareTenant(createContext(engine, principal));
         principals.set(socket, principal);
         let timer: NodeJS.Timeout;
         const arm = () => {
@@ -268,7 +280,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
         const context = await authenticatedContext(engine, auth, req.headers.authorization);
         const retryAfterMs = await limiter.take(context.principal);
         if (retryAfterMs !== null) throw rateLimited(retryAfterMs);
-        return context;
+        return prepareTenant(context);
       },
     });
     for (const [name, value] of response.headers) res.setHeader(name, value);
