@@ -149,6 +149,8 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   const subscriptions = useServer<Record<string, unknown>, Record<string, never>>(
     {
       schema,
+      // close reasons never carry error messages to clients
+      isProd: true,
       async onConnect(ctx) {
         const socket = ctx.extra.socket;
         let principal: Principal;
@@ -209,6 +211,12 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     },
     wsServer,
   );
+  // ws closes a socket that breaks the protocol itself (a message over maxPayload: 1009); report it
+  // in our log instead of graphql-ws' console.error.
+  wsServer.on('connection', (socket: WebSocket) => {
+    socket.removeAllListeners('error');
+    socket.on('error', (err) => log(`websocket: ${err.message}; connection closed`));
+  });
 
   const apollo = new ApolloServer<GraphQLContext>({
     schema,
