@@ -7,23 +7,20 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Duplex } from 'node:stream';
-import { GraphQLError, NoSchemaIntrospectionCustomRule, parse, specifiedRules, validate, type DocumentNode } from 'graphql';
 import { ApolloServer, HeaderMap, type HTTPGraphQLRequest } from '@apollo/server';
 import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
-import { WebSocketServer, type WebSocket } from 'ws';
-import { useServer } from 'graphql-ws/use/ws';
 import { Redis } from 'ioredis';
 import type { Config } from './config.js';
 import { Engine } from './engine/engine.js';
-import { authenticatedContext, createContext, DEFAULT_TENANT, type GraphQLContext } from './graphql/context.js';
-import { clipMessage, formatGraphQLError } from './graphql/errors.js';
+import { authenticatedContext, DEFAULT_TENANT, type GraphQLContext } from './graphql/context.js';
+import { formatGraphQLError } from './graphql/errors.js';
 import { checkLimits } from './graphql/limits.js';
-import { createAuthenticator, type Authenticator, type Principal } from './auth/tokens.js';
+import { attachWebSocket } from './graphql/websocket.js';
+import { createAuthenticator, type Authenticator } from './auth/tokens.js';
 import { RateLimiter, rateLimited } from './auth/rate-limit.js';
-import { handleCors, originAllowed } from './auth/origins.js';
+import { handleCors } from './auth/origins.js';
 import { buildGraphQLSchema } from './graphql/schema.js';
 import { createLog, type Log } from './log.js';
 import { createEventRelay } from './pubsub.js';
@@ -62,10 +59,6 @@ async function prepareRedis(redis: Redis, engine: Engine, log: Log): Promise<voi
 export interface ServerOptions {
   log?: Log;
 }
-
-/** WebSocket close code for a missing, invalid or expired token (the client reconnects with a new one). */
-export const WS_UNAUTHORIZED = 4401;
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export async function createServer(config: Config, options: ServerOptions = {}): Promise<RunningServer> {
   const log = options.log ?? createLog(config.logLevel);
@@ -119,104 +112,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   const limiter = new RateLimiter(redis, config.limits);
   const httpServer = http.createServer();
 
-  // WebSocket: the handshake checks Origin and the connection limit; messages are at most the
-  // size of an HTTP body; connection_init must carry a valid token, and the socket closes with 4401
-  // when it expires.
-  const wsServer = new WebSocketServer({ noServer: true, maxPayload: MAX_BODY_BYTES });
-  let upgrading = 0;
-  httpServer.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const { pathname } = new URL(req.url ?? '/', 'http://localhost');
-    if (pathname !== GRAPHQL_PATH) return refuseUpgrade(socket, 404, `not found; subscriptions are at ${GRAPHQL_PATH}`);
-    if (!originAllowed(req, config.corsOrigins)) return refuseUpgrade(socket, 403, 'origin not allowed (CORS_ORIGINS)');
-    if (wsServer.clients.size + upgrading >= config.limits.wsMaxConnections) {
-      return refuseUpgrade(socket, 503, 'too many WebSocket connections (WS_MAX_CONNECTIONS)');
-    }
-    // counted until the handshake completes or fails
-    upgrading++;
-    let counted = true;
-    const settled = () => {
-      if (counted) upgrading--;
-      counted = false;
-    };
-    socket.once('close', settled);
-    wsServer.handleUpgrade(req, socket, head, (ws) => {
-      settled();
-      wsServer.emit('connection', ws, req);
-    });
-  });
-  const principals = new WeakMap<WebSocket, Principal>();
-  const validationRules = config.introspection ? specifiedRules : [...specifiedRules, NoSchemaIntrospectionCustomRule];
-  const subscriptions = useServer<Record<string, unknown>, Record<string, never>>(
-    {
-      schema,
-      // close reasons never carry error messages to clients
-      isProd: true,
-      async onConnect(ctx) {
-        const socket = ctx.extra.socket;
-        let principal: Principal;
-        try {
-          principal = await auth.authenticate(ctx.connectionParams?.authorization);
-        } catch (err) {
-          socket.close(WS_UNAUTHORIZED, clipMessage((err as Error).message).slice(0, 120));
-          return false;
-        }
-        await prepareTenant(createContext(engine, principal));
-        principals.set(socket, principal);
-        let timer: NodeJS.Timeout;
-        const arm = () => {
-          const left = principal.expiresAt - Date.now();
-          if (left <= 0) socket.close(WS_UNAUTHORIZED, 'token expired');
-          else timer = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
-        };
-        arm();
-        socket.once('close', () => clearTimeout(timer));
-        return true;
-      },
-      async onSubscribe(ctx, _id, payload) {
-        const principal = principals.get(ctx.extra.socket);
-        if (!principal || principal.expiresAt <= Date.now()) {
-          ctx.extra.socket.close(WS_UNAUTHORIZED, 'token expired');
-          return [new GraphQLError('token expired', { extensions: { code: 'UNAUTHENTICATED' } })];
-        }
-        if (Object.keys(ctx.subscriptions).length > config.limits.wsMaxSubscriptions) {
-          return [
-            new GraphQLError(`at most ${config.limits.wsMaxSubscriptions} operations per connection (WS_MAX_SUBSCRIPTIONS)`, {
-              extensions: { code: 'QUERY_TOO_COMPLEX', limit: config.limits.wsMaxSubscriptions },
-            }),
-          ];
-        }
-        const retryAfterMs = await limiter.take(principal);
-        if (retryAfterMs !== null) return [rateLimited(retryAfterMs)];
-        let document: DocumentNode;
-        try {
-          document = parse(payload.query);
-        } catch (err) {
-          return [err instanceof GraphQLError ? err : new GraphQLError('the query does not parse')];
-        }
-        const invalid = validate(schema, document, validationRules);
-        if (invalid.length) return invalid;
-        const tooComplex = checkLimits(schema, document, payload.operationName, payload.variables, config.limits);
-        if (tooComplex) return [tooComplex];
-        return {
-          schema,
-          document,
-          operationName: payload.operationName,
-          variableValues: payload.variables,
-          contextValue: createContext(engine, principal),
-        };
-      },
-      onNext: (_ctx, _id, _payload, _args, result) =>
-        result.errors ? { ...result, errors: result.errors.map((e) => formatGraphQLError(e.toJSON(), e, errorFormat)) } : undefined,
-      onError: (_ctx, _id, _payload, errors) => errors.map((e) => formatGraphQLError(e.toJSON(), e, errorFormat)),
-    },
-    wsServer,
-  );
-  // ws closes a socket that breaks the protocol itself (a message over maxPayload: 1009); report it
-  // in our log instead of graphql-ws' console.error.
-  wsServer.on('connection', (socket: WebSocket) => {
-    socket.removeAllListeners('error');
-    socket.on('error', (err) => log(`websocket: ${err.message}; connection closed`));
-  });
+  const subscriptions = attachWebSocket(httpServer, { schema, engine, auth, limiter, config, log, errorFormat, prepareTenant });
 
   const apollo = new ApolloServer<GraphQLContext>({
     schema,
@@ -284,13 +180,14 @@ export async function createServer(config: Config, options: ServerOptions = {}):
       if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
     }
     const httpGraphQLRequest: HTTPGraphQLRequest = { method: (req.method ?? 'GET').toUpperCase(), headers, search: url.search, body };
-    const response = await apollo.executeHTTPGraphQLRequest({ httpGraphQLRequest, context: async () => {
-        const context = await authenticatedContext(engine, auth, req.headers.authorization);
-        const retryAfterMs = await limiter.take(context.principal);
-        if (retryAfterMs !== null) throw rateLimited(retryAfterMs);
-        return prepareTenant(context);
-      },
-    });
+    // who is calling (UNAUTHENTICATED, 401) and whether it may now (RATE_LIMITED, 429), before parsing
+    const context = async () => {
+      const ctx = await authenticatedContext(engine, auth, req.headers.authorization);
+      const retryAfterMs = await limiter.take(ctx.principal);
+      if (retryAfterMs !== null) throw rateLimited(retryAfterMs);
+      return prepareTenant(ctx);
+    };
+    const response = await apollo.executeHTTPGraphQLRequest({ httpGraphQLRequest, context });
     for (const [name, value] of response.headers) res.setHeader(name, value);
     res.statusCode = response.status ?? 200;
     if (response.body.kind === 'complete') {
@@ -342,13 +239,6 @@ export async function createServer(config: Config, options: ServerOptions = {}):
       return stopping;
     },
   };
-}
-
-function refuseUpgrade(socket: Duplex, status: number, message: string): void {
-  const body = JSON.stringify({ error: message });
-  socket.end(
-    `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-  );
 }
 
 function sendJson(res: ServerResponse, status: number, value: unknown): void {
