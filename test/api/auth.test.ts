@@ -10,6 +10,9 @@ import { SignJWT } from 'jose';
 import { startTestServer, TEST_JWT_SECRET, testToken, uid, type TestServer } from './harness.js';
 import { RawSocket, type OperationResult } from './ws-raw.js';
 import type { Role } from '../../src/auth/tokens.js';
+import { buildSchema } from 'graphql';
+import { printGraphQLSchema } from '../../src/graphql/schema.js';
+import { POLICY } from '../../src/auth/policy.js';
 
 let t: TestServer;
 const tokens: Record<Role, string> = {} as never;
@@ -161,6 +164,25 @@ describe.each(['http', 'ws'] as const)('every operation for every role over %s',
       });
     }
   }
+});
+
+describe('the schema says which roles each operation needs', () => {
+  it('every root field ends its description with its rule from the one policy table', async () => {
+    const schema = buildSchema(await printGraphQLSchema());
+    let fields = 0;
+    for (const type of [schema.getQueryType()!, schema.getMutationType()!, schema.getSubscriptionType()!]) {
+      for (const field of Object.values(type.getFields())) {
+        const rule = POLICY[`${type.name}.${field.name}`];
+        expect(rule, `${type.name}.${field.name} has a rule`).toBeDefined();
+        const line = field.description!.split('\n').at(-1)!;
+        expect(line).toMatch(/^Roles: admin(, service)?(; user: .+)?\.$/);
+        expect(line.includes('service')).toBe(rule!.roles.includes('service'));
+        expect(line.includes('user:')).toBe(rule!.roles.includes('user'));
+        fields++;
+      }
+    }
+    expect(fields).toBe(CASES.map((c) => c.name.split(' ')[0]).filter((n, i, all) => all.indexOf(n) === i).length + 2);
+  });
 });
 
 describe('what a user may do with its own orders', () => {
