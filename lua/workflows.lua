@@ -3,13 +3,15 @@
 -- line 1 by the loader; see it for the workflow key block and the event ARGV block.
 
 local LIBRARY_VERSION = '1'
+local MAX_MACHINES = 1000   -- per tenant, the built-in order machine included
 
 --[[ machine_define: define a machine, or a new version of it.
   KEYS[1] machine hash   KEYS[2] machine name set
   ARGV[1] name   ARGV[2] definition JSON {initialState, states, transitions:[{from,to:[...]}],
           terminalStates (optional: default, the states with no outgoing transition)}
   Reply: the stored definition {name, version, initialState, states, transitions, terminalStates}
-  Errors: BAD_USER_INPUT (invalid definition, or the built-in 'order' machine)
+  Errors: BAD_USER_INPUT (invalid definition, the built-in 'order' machine, or a new machine beyond
+          MAX_MACHINES: machine_names reads the whole name set, so it stays one page)
 ]]
 register('machine_define', function(keys, args)
   local name = check_name(args[1], 'machine name')
@@ -63,6 +65,10 @@ register('machine_define', function(keys, args)
     for _, s in ipairs(input.states) do
       if not outgoing[s] then terminal[#terminal + 1] = s end
     end
+  end
+
+  if redis.call('SISMEMBER', keys[2], name) == 0 and redis.call('SCARD', keys[2]) >= MAX_MACHINES then
+    reject('BAD_USER_INPUT', 'a tenant has at most ' .. MAX_MACHINES .. ' machines')
   end
 
   local version = tonumber(redis.call('HGET', keys[1], 'current') or '0') + 1

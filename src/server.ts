@@ -16,7 +16,7 @@ import type { Config } from './config.js';
 import { Engine } from './engine/engine.js';
 import { authenticatedContext, DEFAULT_TENANT, type GraphQLContext } from './graphql/context.js';
 import { formatGraphQLError } from './graphql/errors.js';
-import { checkLimits } from './graphql/limits.js';
+import { checkDocumentShape, checkLimits, PARSE_OPTIONS } from './graphql/limits.js';
 import { attachWebSocket } from './graphql/websocket.js';
 import { createAuthenticator, type Authenticator } from './auth/tokens.js';
 import { RateLimiter, rateLimited } from './auth/rate-limit.js';
@@ -118,6 +118,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     schema,
     includeStacktraceInErrorResponses: false,
     introspection: config.introspection,
+    parseOptions: PARSE_OPTIONS,
     // src/main.ts owns SIGTERM/SIGINT and stops everything in order (worker, HTTP, sockets, Redis)
     stopOnTerminationSignals: false,
     formatError: (formatted, error) => formatGraphQLError(formatted, error, errorFormat),
@@ -126,7 +127,8 @@ export async function createServer(config: Config, options: ServerOptions = {}):
       ApolloServerPluginDrainHttpServer({ httpServer }),
       config.introspection ? ApolloServerPluginLandingPageLocalDefault({ footer: false }) : ApolloServerPluginLandingPageDisabled(),
       {
-        // the same limits as over WebSocket, once the operation is parsed and validated
+        // the same limits as over WebSocket, once the operation is validated (large documents had
+        // their shape checked before: see the context function)
         async requestDidStart() {
           return {
             async didResolveOperation({ request, document }) {
@@ -180,11 +182,15 @@ export async function createServer(config: Config, options: ServerOptions = {}):
       if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
     }
     const httpGraphQLRequest: HTTPGraphQLRequest = { method: (req.method ?? 'GET').toUpperCase(), headers, search: url.search, body };
-    // who is calling (UNAUTHENTICATED, 401) and whether it may now (RATE_LIMITED, 429), before parsing
+    // who is calling (UNAUTHENTICATED, 401), whether it may now (RATE_LIMITED, 429), and whether the
+    // document's shape is within the limits, before Apollo validates it (QUERY_TOO_COMPLEX)
     const context = async () => {
       const ctx = await authenticatedContext(engine, auth, req.headers.authorization);
       const retryAfterMs = await limiter.take(ctx.principal);
       if (retryAfterMs !== null) throw rateLimited(retryAfterMs);
+      const params = (body && typeof body === 'object' ? body : Object.fromEntries(url.searchParams)) as Record<string, unknown>;
+      const tooComplex = checkDocumentShape(params.query, params.operationName, config.limits);
+      if (tooComplex) throw tooComplex;
       return prepareTenant(ctx);
     };
     const response = await apollo.executeHTTPGraphQLRequest({ httpGraphQLRequest, context });

@@ -43,6 +43,11 @@ function formatError(formatted: GraphQLFormattedError, error: unknown, options: 
     return { ...formatted, message: original.message, extensions: { code: original.code } };
   }
   const code = formatted.extensions?.code;
+  const tokens = /Document contains more tha[nt] (\d+) tokens/.exec(formatted.message);
+  if (tokens) {
+    // graphql's parse option maxTokens (src/graphql/limits.ts) stopped a document too large to parse
+    return { ...formatted, message: `the document has more than ${tokens[1]} tokens`, extensions: { code: 'QUERY_TOO_COMPLEX', limit: Number(tokens[1]) } };
+  }
   if (typeof code === 'string' && code !== 'INTERNAL_SERVER_ERROR') {
     // graphql / Apollo / atomflow errors about the request itself; drop anything else
     const extensions: Record<string, unknown> = { code };

@@ -4,12 +4,14 @@
  * MAX_MUTATION_FIELDS for a mutation), MAX_ALIASES aliases, MAX_QUERY_DEPTH levels (introspection
  * fields aside, so the playground works), and a cost of at most MAX_QUERY_COST computed by
  * graphql-query-complexity: every field costs 1 plus its children, and a field with `first` costs
- * 1 + first x its children (a page of `first` items, each with its selection).
+ * 1 + first x its children (a page of `first` items, each with its selection); `stateMachines`
+ * counts as its largest size, 1,000.
  */
 import {
   GraphQLError,
   Kind,
   getOperationAST,
+  parse,
   type DocumentNode,
   type FragmentDefinitionNode,
   type GraphQLSchema,
@@ -23,14 +25,25 @@ export type QueryLimits = Pick<LimitsConfig, 'maxCost' | 'maxDepth' | 'maxAliase
 
 /** Nodes graphql-query-complexity evaluates before it gives up (bounds the time the analysis takes). */
 const MAX_QUERY_NODES = 10_000;
+/** Tokens graphql-js parses before it gives up (parse option maxTokens): bounds parsing and validation. */
+export const MAX_QUERY_TOKENS = 20_000;
+export const PARSE_OPTIONS = { maxTokens: MAX_QUERY_TOKENS };
 
 function tooComplex(message: string, extensions: Record<string, number> = {}): GraphQLError {
   return new GraphQLError(message, { extensions: { code: 'QUERY_TOO_COMPLEX', ...extensions, http: { status: 400 } } });
 }
 
-/** A page: `first` items, each costing its selection. Other fields fall through to simpleEstimator. */
-const pageEstimator: ComplexityEstimator = ({ args, childComplexity }) => {
+/** Lists without `first`, by their largest size: a tenant has at most 1,000 machines (lua/workflows.lua). */
+const UNPAGED_LISTS: Record<string, number> = { 'Query.stateMachines': 1000 };
+
+/**
+ * A page: `first` items, each costing its selection; an unpaged list: its largest size. Other fields
+ * fall through to simpleEstimator.
+ */
+const pageEstimator: ComplexityEstimator = ({ type, field, args, childComplexity }) => {
   if (typeof args.first === 'number' && args.first > 0) return 1 + args.first * Math.max(childComplexity, 1);
+  const size = UNPAGED_LISTS[`${type.name}.${field.name}`];
+  if (size !== undefined) return 1 + size * Math.max(childComplexity, 1);
   return undefined;
 };
 
@@ -65,16 +78,10 @@ function shapeOf(operation: OperationDefinitionNode, fragments: Map<string, Frag
 }
 
 /**
- * QUERY_TOO_COMPLEX when the operation exceeds a limit, else null. Runs after validation; variables
- * that do not coerce are left to execution to report.
+ * QUERY_TOO_COMPLEX when the operation has too many root or mutation fields, aliases or levels, else
+ * null. Needs no schema: it runs right after parsing, before validation spends time on the document.
  */
-export function checkLimits(
-  schema: GraphQLSchema,
-  document: DocumentNode,
-  operationName: string | null | undefined,
-  variables: Record<string, unknown> | null | undefined,
-  limits: QueryLimits,
-): GraphQLError | null {
+export function checkShape(document: DocumentNode, operationName: string | null | undefined, limits: QueryLimits): GraphQLError | null {
   const operation = getOperationAST(document, operationName);
   if (!operation) return null;
   const fragments = new Map<string, FragmentDefinitionNode>();
@@ -96,6 +103,41 @@ export function checkLimits(
   if (shape.depth > limits.maxDepth) {
     return tooComplex(`query depth ${shape.depth} exceeds the limit of ${limits.maxDepth} (MAX_QUERY_DEPTH)`, { limit: limits.maxDepth });
   }
+  return null;
+}
+
+/** Below this size a document is cheap to validate whatever its shape (see checkDocumentShape). */
+const SHAPE_CHECK_MIN_CHARS = 2048;
+
+/**
+ * For HTTP, before Apollo parses and validates: a large document is parsed here (maxTokens) and its
+ * shape checked, so an oversized one costs a parse, not a validation (~8 µs a token). Documents that
+ * do not parse are left to Apollo to report.
+ */
+export function checkDocumentShape(query: unknown, operationName: unknown, limits: QueryLimits): GraphQLError | null {
+  if (typeof query !== 'string' || query.length < SHAPE_CHECK_MIN_CHARS) return null;
+  let document: DocumentNode;
+  try {
+    document = parse(query, PARSE_OPTIONS);
+  } catch {
+    return null;
+  }
+  return checkShape(document, typeof operationName === 'string' ? operationName : null, limits);
+}
+
+/**
+ * checkShape, then the cost: QUERY_TOO_COMPLEX when the operation exceeds a limit, else null. Runs
+ * after validation; variables that do not coerce are left to execution to report.
+ */
+export function checkLimits(
+  schema: GraphQLSchema,
+  document: DocumentNode,
+  operationName: string | null | undefined,
+  variables: Record<string, unknown> | null | undefined,
+  limits: QueryLimits,
+): GraphQLError | null {
+  const shapeError = checkShape(document, operationName, limits);
+  if (shapeError) return shapeError;
   let cost: number;
   try {
     cost = getComplexity({

@@ -21,7 +21,7 @@ import { rateLimited, type RateLimiter } from '../auth/rate-limit.js';
 import { originAllowed } from '../auth/origins.js';
 import { createContext, type GraphQLContext } from './context.js';
 import { clipMessage, formatGraphQLError, type ErrorFormatOptions } from './errors.js';
-import { checkLimits } from './limits.js';
+import { checkLimits, checkShape, PARSE_OPTIONS } from './limits.js';
 
 export const GRAPHQL_WS_PATH = '/graphql';
 /** The same bound as an HTTP body (src/server.ts). */
@@ -113,10 +113,12 @@ export function attachWebSocket(httpServer: Server, deps: WebSocketDeps): { disp
         if (retryAfterMs !== null) return [rateLimited(retryAfterMs)];
         let document: DocumentNode;
         try {
-          document = parse(payload.query);
+          document = parse(payload.query, PARSE_OPTIONS);
         } catch (err) {
           return [err instanceof GraphQLError ? err : new GraphQLError('the query does not parse')];
         }
+        const badShape = checkShape(document, payload.operationName, config.limits);
+        if (badShape) return [badShape];
         const invalid = validate(schema, document, validationRules);
         if (invalid.length) return invalid;
         const tooComplex = checkLimits(schema, document, payload.operationName, payload.variables, config.limits);

@@ -80,6 +80,15 @@ describe('cost, depth, aliases and root fields', () => {
     expect(othersServed).toBeGreaterThan(0);
   });
 
+  it('a large document within the token limit is refused by its shape before it is validated', async () => {
+    // 440 nested aliases: just under 20,000 tokens; validating it would take ~8 µs a token
+    const query = aliases(440, NESTED);
+    const started = Date.now();
+    const results = await Promise.all(Array.from({ length: 10 }, () => t.gql(query)));
+    for (const res of results) expect(res.errors?.[0]?.message).toMatch(/^440 root fields exceed the limit of 20/);
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+
   it('refuses 200 aliases (the 317 MB response) and names the limit', async () => {
     const res = await t.gql(aliases(200, `account(id: "alice") { orders(first: 100) { items { workflow { history(first: 100) { entries { metadata } } } } } }`));
     expect(codes(res)).toEqual(['QUERY_TOO_COMPLEX']);
@@ -135,8 +144,12 @@ describe('mutation fields', () => {
     const before = await t.snapshot();
     const { result: res, ms } = await whileServingOthers(t, () => t.gql(deposits(5000)));
     expect(codes(res)).toEqual(['QUERY_TOO_COMPLEX']);
-    expect(res.errors![0]!.message).toBe('5000 mutation fields exceed the limit of 10 per operation (MAX_MUTATION_FIELDS)');
+    // 5,000 fields are more tokens than a document may have: refused while parsing
+    expect(res.errors![0]!.message).toBe('the document has more than 20000 tokens');
     expect(ms).toBeLessThan(3000);
+    const fewer = await t.gql(deposits(500));
+    expect(codes(fewer)).toEqual(['QUERY_TOO_COMPLEX']);
+    expect(fewer.errors![0]!.message).toBe('500 mutation fields exceed the limit of 10 per operation (MAX_MUTATION_FIELDS)');
     expect(await t.snapshot()).toEqual(before);
   });
 

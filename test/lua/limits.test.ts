@@ -5,8 +5,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
-import { connectTestRedis, uniqueTenant } from '../setup/helpers.js';
+import { connectTestRedis, expectRejectedWithoutWrites, uniqueTenant } from '../setup/helpers.js';
 import { rateLimitKey, tenantKeyPattern } from '../../src/redis/keys.js';
+import { Engine } from '../../src/engine/engine.js';
 
 let redis: Redis;
 beforeAll(async () => {
@@ -62,5 +63,22 @@ describe('rate_take', () => {
       await expect(take(key, rate!, burst!)).rejects.toThrow(/^BAD_USER_INPUT (rate|burst) must be an integer/);
     }
     expect(await redis.exists(key)).toBe(0);
+  });
+});
+
+describe('machine_names stays one page', () => {
+  it('a tenant has at most 1,000 machines: a new one beyond is BAD_USER_INPUT, a new version of one is fine', async () => {
+    const engine = new Engine(redis);
+    const tenant = uniqueTenant();
+    const k = engine.context.keys(tenant);
+    const machine = (name: string) => ({ name, initialState: 'a', states: ['a', 'b'], transitions: [{ from: 'a', to: ['b'] }] });
+    await engine.workflows.defineMachine(tenant, machine('kept'));
+    // 999 more names (as if defined): 1,000 in all
+    await redis.sadd(k.machineNames(), ...Array.from({ length: 999 }, (_, i) => `m${i}`));
+    const error = await expectRejectedWithoutWrites(redis, tenant, () => engine.workflows.defineMachine(tenant, machine('one-more')), 'BAD_USER_INPUT');
+    expect(error.message).toBe('a tenant has at most 1000 machines');
+    expect((await engine.workflows.defineMachine(tenant, machine('kept'))).version).toBe(2);
+    await redis.srem(k.machineNames(), 'm0');
+    expect((await engine.workflows.defineMachine(tenant, machine('one-more'))).version).toBe(1);
   });
 });
