@@ -3,14 +3,16 @@
  * src/server.ts) and WebSocket (graphql-ws onSubscribe): at most MAX_ROOT_FIELDS root fields (and
  * MAX_MUTATION_FIELDS for a mutation), MAX_ALIASES aliases, MAX_QUERY_DEPTH levels (introspection
  * fields aside, so the playground works), and a cost of at most MAX_QUERY_COST computed by
- * graphql-query-complexity: every field costs 1 plus its children, and a field with `first` costs
- * 1 + first x its children (a page of `first` items, each with its selection); `stateMachines`
- * counts as its largest size, 1,000.
+ * graphql-query-complexity: every object field costs 1 plus its children (scalar fields come with
+ * their object), and a field with `first` costs 1 + first x its children (a page of `first` items,
+ * each with its selection); `stateMachines` counts as its largest size, 1,000.
  */
 import {
   GraphQLError,
   Kind,
+  getNamedType,
   getOperationAST,
+  isLeafType,
   parse,
   type DocumentNode,
   type FragmentDefinitionNode,
@@ -33,15 +35,19 @@ function tooComplex(message: string, extensions: Record<string, number> = {}): G
   return new GraphQLError(message, { extensions: { code: 'QUERY_TOO_COMPLEX', ...extensions, http: { status: 400 } } });
 }
 
+const ROOT_TYPES = new Set(['Query', 'Mutation', 'Subscription']);
+
 /** Lists without `first`, by their largest size: a tenant has at most 1,000 machines (lua/workflows.lua). */
 const UNPAGED_LISTS: Record<string, number> = { 'Query.stateMachines': 1000 };
 
 /**
- * A page: `first` items, each costing its selection; an unpaged list: its largest size. Other fields
- * fall through to simpleEstimator.
+ * A page: `first` items, each costing its selection; an unpaged list: its largest size; a scalar
+ * field below the root: nothing (it comes with its object). Other fields fall through to
+ * simpleEstimator: 1 plus their selection.
  */
 const pageEstimator: ComplexityEstimator = ({ type, field, args, childComplexity }) => {
   if (typeof args.first === 'number' && args.first > 0) return 1 + args.first * Math.max(childComplexity, 1);
+  if (isLeafType(getNamedType(field.type)) && !ROOT_TYPES.has(type.name)) return 0;
   const size = UNPAGED_LISTS[`${type.name}.${field.name}`];
   if (size !== undefined) return 1 + size * Math.max(childComplexity, 1);
   return undefined;
