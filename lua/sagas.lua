@@ -244,25 +244,51 @@ local function data_key_type(key, wanted)
   return t
 end
 
---[[ data_hash (no-writes): every field of a saga data hash.
-  KEYS[1] data key   Reply: JSON object of field -> value ({} when the key does not exist)
-  Errors: BAD_USER_INPUT (the key holds another type)
+-- One page of a data key with HSCAN/SSCAN: ARGV[1] scan cursor ('0' first), ARGV[2] count (1 to 100).
+local function scan_args(args)
+  local cursor = args[1]
+  if type(cursor) ~= 'string' or not cursor:find('^%d+$') or #cursor > 20 then reject('BAD_USER_INPUT', 'after is not a valid cursor') end
+  local count = tonumber(args[2])
+  if not count or count < 1 or count > 100 or count % 1 ~= 0 then reject('BAD_USER_INPUT', 'first must be an integer from 1 to 100') end
+  return cursor, count
+end
+
+local function next_cursor(cursor)
+  if cursor == '0' then return cjson.null end
+  return cursor
+end
+
+--[[ data_hash (no-writes): one page of a saga data hash (HSCAN; never the whole key).
+  KEYS[1] data key   ARGV[1] cursor ('0' for the first page)   ARGV[2] count (1 to 100)
+  Reply: JSON {"fields": {field: value}, "next": cursor or null}. About `count` fields a page (Redis
+  may return a few more, and every field of a small hash at once); a field present during the whole
+  walk is returned at least once. {"fields": {}, "next": null} when the key does not exist.
+  Errors: BAD_USER_INPUT (the key holds another type, a bad cursor or count)
 ]]
 register('data_hash', function(keys, args)
-  if data_key_type(keys[1], 'hash') == 'none' then return '{}' end
-  return cjson.encode(hgetall_table(keys[1]))
+  local cursor, count = scan_args(args)
+  if data_key_type(keys[1], 'hash') == 'none' then return '{"fields":{},"next":null}' end
+  local reply = redis.call('HSCAN', keys[1], cursor, 'COUNT', count)
+  local fields = {}
+  local flat = reply[2]
+  for i = 1, #flat, 2 do fields[flat[i]] = flat[i + 1] end
+  return cjson.encode({ fields = fields, next = next_cursor(reply[1]) })
 end, true)
 
---[[ data_set (no-writes): the members of a saga data set.
-  KEYS[1] data key   Reply: JSON list of members, sorted bytewise ([] when the key does not exist)
-  Errors: BAD_USER_INPUT (the key holds another type)
+--[[ data_set (no-writes): one page of a saga data set (SSCAN; never the whole key).
+  KEYS[1] data key   ARGV[1] cursor ('0' for the first page)   ARGV[2] count (1 to 100)
+  Reply: JSON {"members": [...], "next": cursor or null}: the page's members sorted bytewise (no
+  order across pages); paging as for data_hash. {"members": [], "next": null} when absent.
+  Errors: BAD_USER_INPUT (the key holds another type, a bad cursor or count)
 ]]
 register('data_set', function(keys, args)
-  if data_key_type(keys[1], 'set') == 'none' then return '[]' end
-  local members = redis.call('SMEMBERS', keys[1])
-  if #members == 0 then return '[]' end
+  local cursor, count = scan_args(args)
+  if data_key_type(keys[1], 'set') == 'none' then return '{"members":[],"next":null}' end
+  local reply = redis.call('SSCAN', keys[1], cursor, 'COUNT', count)
+  local members = reply[2]
+  if #members == 0 then return cjson.encode({ next = next_cursor(reply[1]) }) end
   table.sort(members)
-  return cjson.encode(members)
+  return cjson.encode({ members = members, next = next_cursor(reply[1]) })
 end, true)
 
 register('sagas_version', function() return cjson.encode({ library = 'atomflow_sagas', version = LIBRARY_VERSION }) end, true)

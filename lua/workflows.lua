@@ -2,7 +2,8 @@
 -- State machines and workflows. The shared prelude (lua/include/prelude.lua) is inserted after
 -- line 1 by the loader; see it for the workflow key block and the event ARGV block.
 
-local LIBRARY_VERSION = '2'
+local LIBRARY_VERSION = '3'
+local MAX_MACHINES = 1000   -- per tenant, the built-in order machine included
 
 local function same_list(a, b)
   if type(a) ~= 'table' or type(b) ~= 'table' or #a ~= #b then return false end
@@ -30,8 +31,9 @@ end
   Reply: the stored definition {name, version, initialState, states, transitions, terminalStates};
   a definition identical to the current version (after merging rules and defaulting terminal
   states) adds no version: the reply is the current one
-  Errors: BAD_USER_INPUT (invalid definition, or the built-in 'order' machine), STALE_KEYS (KEYS[1]
-          holds another machine)
+  Errors: BAD_USER_INPUT (invalid definition, the built-in 'order' machine, or a new machine beyond
+          MAX_MACHINES: machine_names reads the whole name set, so it stays one page), STALE_KEYS
+          (KEYS[1] holds another machine)
 ]]
 register('machine_define', function(keys, args)
   local name = check_name(args[1], 'machine name')
@@ -89,6 +91,10 @@ register('machine_define', function(keys, args)
 
   local current = load_machine(keys[1])
   if current then check_owner(current.name, name, 'machine') end
+  if redis.call('SISMEMBER', keys[2], name) == 0 and redis.call('SCARD', keys[2]) >= MAX_MACHINES then
+    reject('BAD_USER_INPUT', 'a tenant has at most ' .. MAX_MACHINES .. ' machines')
+  end
+
   local version = tonumber(redis.call('HGET', keys[1], 'current') or '0') + 1
   local definition = {
     name = name, version = version, initialState = input.initialState, states = input.states,

@@ -14,6 +14,7 @@
  * end, also on error or Ctrl-C.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -21,6 +22,7 @@ import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
+import { SignJWT } from 'jose';
 import { Redis } from 'ioredis';
 import { Engine } from '../src/engine/engine.js';
 import { EngineError } from '../src/engine/errors.js';
@@ -52,6 +54,13 @@ const SERVER_WARMUP_MS = QUICK ? 1000 : 3000;
 
 /** The server process serves tenant `default`; the bench's redis-server is private, so that is its own. */
 const TENANT = DEFAULT_TENANT;
+/** The server under test verifies tokens with this per-run secret; the rate limit is off for the bench. */
+const BENCH_SECRET = randomBytes(32).toString('base64url');
+const BENCH_TOKEN = await new SignJWT({ tenant: TENANT, role: 'admin' })
+  .setProtectedHeader({ alg: 'HS256' })
+  .setSubject('bench')
+  .setExpirationTime('12h')
+  .sign(new TextEncoder().encode(BENCH_SECRET));
 const ENGINE_CONCURRENCY = 64;
 const HTTP_CONCURRENCY = 32;
 /** Workflows per client in the transition rows: each client moves only its own, so none contend. */
@@ -172,7 +181,16 @@ const running = (child: ChildProcess) => child.exitCode === null && child.signal
 function startServerProcess(redisUrl: string): Promise<ServerProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: ROOT,
-    env: { ...process.env, REDIS_URL: redisUrl, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', WORKER_ENABLED: 'false' },
+    env: {
+      ...process.env,
+      REDIS_URL: redisUrl,
+      HOST: '127.0.0.1',
+      PORT: '0',
+      LOG_LEVEL: 'info',
+      WORKER_ENABLED: 'false',
+      AUTH_JWT_SECRET: BENCH_SECRET,
+      RATE_LIMIT_PER_S: '0',
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   // Last resort if this process ends without cleanup (an uncaught exception): never leave it behind.
@@ -253,7 +271,7 @@ function httpClient(endpoint: string, agent: http.Agent): Gql {
     new Promise<T>((resolve, reject) => {
       const payload = Buffer.from(JSON.stringify({ query, variables }));
       const req = http.request(
-        { agent, hostname, port, path: pathname, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': payload.length } },
+        { agent, hostname, port, path: pathname, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': payload.length, authorization: `Bearer ${BENCH_TOKEN}` } },
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -596,7 +614,13 @@ async function main(): Promise<number> {
     const before = await subscribers();
     const arrivals = new Map<number, (at: number) => void>();
     let subscriptionError: unknown = null;
-    const ws = createClient({ url: server.wsUrl, webSocketImpl: WebSocket, lazy: false, retryAttempts: 0 });
+    const ws = createClient({
+      url: server.wsUrl,
+      webSocketImpl: WebSocket,
+      lazy: false,
+      retryAttempts: 0,
+      connectionParams: { authorization: `Bearer ${BENCH_TOKEN}` },
+    });
     resources.ws = ws;
     ws.subscribe<{ workflowEvents: { workflowId: string; to: string; version: number } }>(
       { query: WORKFLOW_EVENTS, variables: { id: subFlow!.id } },

@@ -5,36 +5,47 @@ import { readConfig } from './config.js';
 import { createLog } from './log.js';
 import { createServer } from './server.js';
 import { startupFailureLine } from './startup.js';
+import { DEFAULT_TENANT } from './graphql/context.js';
 
 async function main(): Promise<void> {
   const config = readConfig();
   const log = createLog(config.logLevel, config.logFormat);
-  const server = await createServer(config, { log });
+  // Signals are handled from the first moment: a SIGTERM during start-up waits for the start, then
+  // stops what it started (a private Redis included) instead of killing the process half-way.
+  const starting = createServer(config, { log });
+  let signalled = false;
+  const shutdown = (signal: string) => {
+    if (signalled) return;
+    signalled = true;
+    log(`${signal}: stopping`);
+    starting
+      .then((server) => server.stop())
+      .then(
+        () => {
+          log('stopped');
+          process.exit(0);
+        },
+        (err: Error) => {
+          log(`error while stopping: ${err.message}`, { err });
+          process.exit(1);
+        },
+      );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+
+  const server = await starting;
   log(`atomflow GraphQL endpoint: ${server.url}`);
   log(`board (open in a browser): ${new URL('/', server.url).href}`);
   if (config.playground) log(`playground (open in a browser): ${server.url}`);
   log(`metrics (Prometheus): ${new URL('/metrics', server.url).href}`);
   log(`subscriptions (graphql-ws): ${server.wsUrl}`);
   log(`redis: ${server.redisUrl}; scheduler worker ${server.worker ? 'on' : 'off'}`);
-
-  let signalled = false;
-  const shutdown = (signal: string) => {
-    if (signalled) return;
-    signalled = true;
-    log(`${signal}: stopping`);
-    server.stop().then(
-      () => {
-        log('stopped');
-        process.exit(0);
-      },
-      (err: Error) => {
-        log(`error while stopping: ${err.message}`, { err });
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
-  process.on('SIGINT', () => shutdown('SIGINT'));
+  if (server.auth.devSecretFile && server.devToken) {
+    // outside production with no key configured: a ready-to-use token, signed with the development secret
+    log(`no AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY: signing with the development secret in ${server.auth.devSecretFile}`);
+    log(`admin token for tenant ${DEFAULT_TENANT} (24 h; more with npm run token): ${server.devToken}`);
+  }
 }
 
 main().catch((err: unknown) => {

@@ -171,19 +171,20 @@ export function operationLabel(name: string | null | undefined): string {
 export function redisGauges(
   redis: { zrange(key: string, start: number, stop: number, withScores: 'WITHSCORES'): Promise<string[]>; xlen(key: string): Promise<number> },
   keysOf: (tenant: string) => { events(): string; scheduleDue(): string },
-  tenants: string[],
+  /** The tenants this server has served (read at each scrape). */
+  tenants: () => Iterable<string>,
 ): RedisGaugeSource {
   return {
     async schedulerLagSeconds() {
       let lag = 0;
-      for (const tenant of tenants) {
+      for (const tenant of tenants()) {
         const [, score] = await redis.zrange(keysOf(tenant).scheduleDue(), 0, 0, 'WITHSCORES');
         if (score !== undefined) lag = Math.max(lag, (Date.now() - Number(score)) / 1000);
       }
       return lag;
     },
     async eventStreamLength() {
-      const lengths = await Promise.all(tenants.map((t) => redis.xlen(keysOf(t).events())));
+      const lengths = await Promise.all([...tenants()].map((t) => redis.xlen(keysOf(t).events())));
       return lengths.reduce((a, b) => a + b, 0);
     },
   };

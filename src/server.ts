@@ -1,9 +1,11 @@
 /**
  * createServer(config) -> { url, stop }: one Node HTTP server carries the GraphQL endpoint (Apollo,
- * through its integration API), WebSocket subscriptions (graphql-ws) on the same path, /healthz,
- * /readyz, /metrics, and the web pages (src/webui.ts: the board at /, the playground at GET
- * /graphql). Where a request enters: handleHttp (queries, mutations) and useServer (subscriptions);
- * both use the one schema and build the context with createContext.
+ * through its integration API), WebSocket subscriptions (graphql-ws, src/graphql/websocket.ts) on the
+ * same path, /healthz, /readyz, /metrics, and the web pages (src/webui.ts: the board at /, the
+ * playground at GET /graphql). Where a request enters: handleHttp (queries, mutations) and
+ * attachWebSocket (subscriptions); both use the one schema, build the context with createContext from
+ * the verified token, and apply the same limits (src/graphql/limits.ts) and rate limit
+ * (src/auth/rate-limit.ts).
  */
 import { randomUUID } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
@@ -11,19 +13,21 @@ import type { AddressInfo } from 'node:net';
 import { ApolloServer, HeaderMap, type HTTPGraphQLRequest, type HTTPGraphQLResponse } from '@apollo/server';
 import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
-import { WebSocketServer } from 'ws';
-import { useServer } from 'graphql-ws/use/ws';
 import { Redis } from 'ioredis';
 import { engineOptions, type Config } from './config.js';
 import { Engine } from './engine/engine.js';
-import { createContext, DEFAULT_TENANT, type GraphQLContext } from './graphql/context.js';
+import { authenticatedContext, DEFAULT_TENANT, type GraphQLContext } from './graphql/context.js';
 import { formatGraphQLError } from './graphql/errors.js';
 import { observeOperations, REQUEST_ID_HEADER } from './graphql/observe.js';
+import { checkDocumentShape, checkLimits, PARSE_OPTIONS } from './graphql/limits.js';
+import { attachWebSocket } from './graphql/websocket.js';
+import { createAuthenticator, type Authenticator } from './auth/tokens.js';
+import { RateLimiter, rateLimited } from './auth/rate-limit.js';
+import { handleCors } from './auth/origins.js';
 import { buildGraphQLSchema } from './graphql/schema.js';
 import { createLog, type Log } from './log.js';
 import { createEventRelay, type EventRelay } from './events/relay.js';
 import { TenantEvents } from './events/tenant-events.js';
-import { parseSubscribeOperation } from './events/subscribe-operation.js';
 import { createSubscriptionSharing, type SubscriptionSharing } from './events/shared-subscriptions.js';
 import { addRedisGauges, addSubscriptionGauges, openSockets, redisGauges, registry } from './metrics.js';
 import { resolveRedis } from './redis/connect.js';
@@ -46,6 +50,10 @@ export interface RunningServer {
   redisUrl: string;
   engine: Engine;
   worker: SchedulerWorker | null;
+  /** Verifies tokens; signs them too with a shared secret (AUTH_JWT_SECRET or the development one). */
+  auth: Authenticator;
+  /** The development admin token (no key configured, outside production), or null. */
+  devToken: string | null;
   /** Live subscription listeners on a channel in this instance (tests wait on it). */
   listenerCount(channel: string): number;
   /** The event relay behind subscriptions (its stats feed monitoring; tests inspect it). */
@@ -55,22 +63,23 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
-/** Loads the functions and the built-in order machine; run at start and after every reconnect. */
-async function prepareRedis(redis: Redis, engine: Engine, tenant: string, log: Log): Promise<void> {
+/**
+ * Loads the functions and the built-in order machine of the `default` tenant (other tenants get it at
+ * their first request, see prepareTenant); run at start and after every reconnect.
+ */
+async function prepareRedis(redis: Redis, engine: Engine, log: Log): Promise<void> {
   await loadFunctions(redis, { log });
-  await engine.workflows.ensureOrderMachine(tenant);
+  await engine.workflows.ensureOrderMachine(DEFAULT_TENANT);
 }
 
 export interface ServerOptions {
   log?: Log;
-  /**
-   * The tenant every request and connection works in. Authentication will decide it per request in
-   * createContext; until then one server serves one tenant (tests give each file its own).
-   */
-  tenant?: string;
-  /** A development token the web pages send (playground headers, board); see src/webui.ts. */
+  /** A token the web pages send (playground headers, board; src/webui.ts); default: the development token. */
   devToken?: string | null;
 }
+
+/** How long the development token printed at start is valid. */
+const DEV_TOKEN_TTL_S = 24 * 3600;
 
 /**
  * Starts everything; on any failure releases, in reverse order, everything taken so far (a private
@@ -95,9 +104,10 @@ export async function createServer(config: Config, options: ServerOptions = {}):
 
 async function startServer(config: Config, options: ServerOptions, release: (() => Promise<unknown> | unknown)[]): Promise<RunningServer> {
   const log = options.log ?? createLog(config.logLevel, config.logFormat);
-  const tenant = options.tenant ?? DEFAULT_TENANT;
   const resolved = await resolveRedis({ redisUrl: config.redisUrl, localUrl: config.localRedisUrl, dataDir: config.dataDir, log });
   release.push(() => resolved.stop());
+  // after Redis is found: a start that cannot find one leaves DATA_DIR alone
+  const auth = await createAuthenticator(config.auth, config.dataDir);
   // Commands fail fast while Redis is away, and the client keeps reconnecting. No auto-pipelining:
   // with many concurrent FCALLs it cut process_order throughput from ~7k to ~4.5k/s (npm run bench).
   const redis = new Redis(resolved.url, { maxRetriesPerRequest: 1 });
@@ -110,15 +120,26 @@ async function startServer(config: Config, options: ServerOptions, release: (() 
   const engine = new Engine(redis, engineOptions(config));
 
   let functionsReady = false;
-  await prepareRedis(redis, engine, tenant, log);
+  await prepareRedis(redis, engine, log);
   functionsReady = true;
+  // Tenants whose order machine this process has ensured (once per tenant; again after a reconnect).
+  const preparedTenants = new Set<string>();
+  async function prepareTenant(context: GraphQLContext): Promise<GraphQLContext> {
+    if (!preparedTenants.has(context.tenant)) {
+      await engine.workflows.ensureOrderMachine(context.tenant);
+      if (preparedTenants.size >= 10_000) preparedTenants.clear();
+      preparedTenants.add(context.tenant);
+    }
+    return context;
+  }
   // A Redis that restarts empty loses its functions: load them again when the connection returns.
   redis.on('close', () => {
     functionsReady = false;
+    preparedTenants.clear();
   });
   redis.on('ready', () => {
     redisErrorLogged = false;
-    prepareRedis(redis, engine, tenant, log).then(
+    prepareRedis(redis, engine, log).then(
       () => (functionsReady = true),
       (err: Error) => log(`redis: could not load functions after reconnect: ${err.message}`),
     );
@@ -129,21 +150,8 @@ async function startServer(config: Config, options: ServerOptions, release: (() 
   release.push(() => relay.close());
   const events = new TenantEvents(relay);
   const schema = await buildGraphQLSchema();
+  const limiter = new RateLimiter(redis, config.limits);
   const httpServer = http.createServer();
-  // noServer: attached to the HTTP server, ws would re-emit its errors (EADDRINUSE at listen) and
-  // graphql-ws would print them with a stack; listen() below reports those in one line instead.
-  const wsServer = new WebSocketServer({ noServer: true });
-  httpServer.on('upgrade', (req, socket, head) => {
-    if (new URL(req.url ?? '/', 'http://localhost').pathname !== GRAPHQL_PATH) {
-      socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-      return;
-    }
-    wsServer.handleUpgrade(req, socket, head, (ws) => wsServer.emit('connection', ws, req));
-  });
-  wsServer.on('connection', (socket) => {
-    openSockets.inc();
-    socket.once('close', () => openSockets.dec());
-  });
   const sharing = createSubscriptionSharing({
     enabled: config.subscriptionSharing,
     maxBufferedBytes: config.subscriptionMaxQueuedBytes,
@@ -153,29 +161,14 @@ async function startServer(config: Config, options: ServerOptions, release: (() 
       return { ...context, events: context.events.sharedBy(subscribers) };
     },
   });
-  const subscriptions = useServer<Record<string, unknown>, Record<string, never>>(
-    {
-      schema,
-      context: (ctx, id) => {
-        const context = createContext(engine, events, tenant);
-        sharing.bind(context, { socket: ctx.extra.socket, id, scope: tenant });
-        return context;
-      },
-      // identical subscriptions share one execution per event (src/events/shared-subscriptions.ts)
-      subscribe: (args) => sharing.subscribe(args),
-      // A document that does not parse or validate fails its own operation; the socket and its other
-      // subscriptions stay open (graphql-ws would otherwise close the socket with 4500).
-      onSubscribe: (_ctx, _id, payload) => parseSubscribeOperation(schema, payload),
-      onNext: (_ctx, _id, _payload, _args, result) =>
-        result.errors ? { ...result, errors: result.errors.map((e) => formatGraphQLError(e.toJSON(), e, errorFormat)) } : undefined,
-      onError: (_ctx, _id, _payload, errors) => errors.map((e) => formatGraphQLError(e.toJSON(), e, errorFormat)),
-    },
-    wsServer,
-  );
+
+  const subscriptions = attachWebSocket(httpServer, { schema, engine, events, sharing, auth, limiter, config, log, errorFormat, prepareTenant });
 
   const apollo = new ApolloServer<GraphQLContext>({
     schema,
     includeStacktraceInErrorResponses: false,
+    introspection: config.introspection,
+    parseOptions: PARSE_OPTIONS,
     // src/main.ts owns SIGTERM/SIGINT and stops everything in order (worker, HTTP, sockets, Redis)
     stopOnTerminationSignals: false,
     formatError: (formatted, error) => formatGraphQLError(formatted, error, errorFormat),
@@ -187,6 +180,18 @@ async function startServer(config: Config, options: ServerOptions, release: (() 
       observeOperations(log),
       rejectSubscriptionsOverHttp(GRAPHQL_PATH),
       serviceUnavailableStatus(),
+      {
+        // the same limits as over WebSocket, once the operation is validated (large documents had
+        // their shape checked before: see the context function)
+        async requestDidStart() {
+          return {
+            async didResolveOperation({ request, document }) {
+              const tooComplex = checkLimits(schema, document, request.operationName, request.variables, config.limits);
+              if (tooComplex) throw tooComplex;
+            },
+          };
+        },
+      },
       {
         async serverWillStart() {
           return {
@@ -201,9 +206,13 @@ async function startServer(config: Config, options: ServerOptions, release: (() 
   await apollo.start();
   release.push(() => apollo.stop());
 
-  const webUi = createWebUi({ graphqlPath: GRAPHQL_PATH, playground: config.playground, devToken: () => options.devToken ?? null });
+  // Outside production with no key configured, a ready-to-use admin token for tenant `default`:
+  // printed at start (src/main.ts) and put in the playground's headers editor.
+  const devToken =
+    options.devToken ?? (auth.devSecretFile ? await auth.sign({ sub: 'admin', tenant: DEFAULT_TENANT, role: 'admin' }, DEV_TOKEN_TTL_S) : null);
+  const webUi = createWebUi({ graphqlPath: GRAPHQL_PATH, playground: config.playground, devToken: () => devToken });
   const removeRedisGauges = addRedisGauges(
-    redisGauges(redis, (t) => engine.context.keys(t), [...new Set([tenant, ...config.worker.tenants])]),
+    redisGauges(redis, (t) => engine.context.keys(t), () => preparedTenants),
   );
   const removeSubscriptionGauges = addSubscriptionGauges(relay);
   release.push(removeRedisGauges, removeSubscriptionGauges);
@@ -233,6 +242,7 @@ async function startServer(config: Config, options: ServerOptions, release: (() 
     if (url.pathname === '/metrics') return sendMetrics(res);
     if (webUi.handle(req, res, url)) return;
     if (url.pathname !== GRAPHQL_PATH) return sendJson(res, 404, { error: `not found; the API is at ${GRAPHQL_PATH}` });
+    if (handleCors(req, res, config.corsOrigins)) return;
 
     let body: unknown;
     try {
@@ -248,7 +258,18 @@ async function startServer(config: Config, options: ServerOptions, release: (() 
     headers.set(REQUEST_ID_HEADER, requestId);
     res.setHeader(REQUEST_ID_HEADER, requestId);
     const httpGraphQLRequest: HTTPGraphQLRequest = { method: (req.method ?? 'GET').toUpperCase(), headers, search: url.search, body };
-    const response = await apollo.executeHTTPGraphQLRequest({ httpGraphQLRequest, context: async () => createContext(engine, events, tenant) });
+    // who is calling (UNAUTHENTICATED, 401), whether it may now (RATE_LIMITED, 429), and whether the
+    // document's shape is within the limits, before Apollo validates it (QUERY_TOO_COMPLEX)
+    const context = async () => {
+      const ctx = await authenticatedContext(engine, events, auth, req.headers.authorization);
+      const retryAfterMs = await limiter.take(ctx.principal).catch(failOpenOnRedisTrouble(null));
+      if (retryAfterMs !== null) throw rateLimited(retryAfterMs);
+      const params = (body && typeof body === 'object' ? body : Object.fromEntries(url.searchParams)) as Record<string, unknown>;
+      const tooComplex = checkDocumentShape(params.query, params.operationName, config.limits);
+      if (tooComplex) throw tooComplex;
+      return prepareTenant(ctx).catch(failOpenOnRedisTrouble(ctx));
+    };
+    const response = await apollo.executeHTTPGraphQLRequest({ httpGraphQLRequest, context });
     for (const [name, value] of response.headers) res.setHeader(name, value);
     res.statusCode = graphqlOverHttpStatus(response);
     if (response.body.kind === 'complete') {
@@ -274,7 +295,7 @@ async function startServer(config: Config, options: ServerOptions, release: (() 
   await resolved.announce?.(`http://${hostForUrl}:${port}${GRAPHQL_PATH}`);
 
   const worker = config.worker.enabled
-    ? new SchedulerWorker(engine, { tenants: config.worker.tenants, tickMs: config.worker.tickMs, leaseMs: config.worker.leaseMs, maxAttempts: config.worker.maxAttempts, log })
+    ? new SchedulerWorker(engine, { tenants: config.worker.tenants, redis, tickMs: config.worker.tickMs, leaseMs: config.worker.leaseMs, maxAttempts: config.worker.maxAttempts, log })
     : null;
   worker?.start();
 
@@ -286,6 +307,8 @@ async function startServer(config: Config, options: ServerOptions, release: (() 
     redisUrl: resolved.url,
     engine,
     worker,
+    auth,
+    devToken,
     listenerCount: (channel) => relay.listenerCount(channel),
     eventRelay: relay,
     subscriptionSharing: sharing,
@@ -301,6 +324,18 @@ async function startServer(config: Config, options: ServerOptions, release: (() 
       })();
       return stopping;
     },
+  };
+}
+
+/**
+ * Redis trouble met while making the context (the rate-limit call, the tenant's order machine) lets
+ * the request go on: while Redis is out of memory reads still work, and an operation that needs Redis
+ * fails on its own call with SERVICE_UNAVAILABLE (src/graphql/errors.ts). Anything else is thrown.
+ */
+export function failOpenOnRedisTrouble<T>(value: T): (err: unknown) => T {
+  return (err) => {
+    if (redisTrouble(err)) return value;
+    throw err;
   };
 }
 

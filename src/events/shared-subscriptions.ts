@@ -236,8 +236,8 @@ class Group {
 }
 
 export interface SubscriptionSharing {
-  /** graphql-ws' context callback registers where a context's results go. */
-  bind(contextValue: object, transport: Transport): void;
+  /** Registers where a context's results go (graphql-ws' onSubscribe); returns the context. */
+  bind<C extends object>(contextValue: C, transport: Transport): C;
   /** graphql-ws' `subscribe` option. */
   subscribe(args: ExecutionArgs): OperationResult;
   stats(): SharingStats;
@@ -266,6 +266,7 @@ export function createSubscriptionSharing(
   return {
     bind(contextValue, transport) {
       transports.set(contextValue, transport);
+      return contextValue;
     },
     async subscribe(args) {
       const transport = args.contextValue ? transports.get(args.contextValue as object) : undefined;

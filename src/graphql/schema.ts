@@ -4,13 +4,14 @@
  * schema.graphql, which is committed and checked by `npm run schema:check`.
  */
 import 'reflect-metadata';
-import { lexicographicSortSchema, printSchema, type GraphQLSchema } from 'graphql';
+import { getNullableType, lexicographicSortSchema, printSchema, type GraphQLSchema } from 'graphql';
 import { buildSchema, type PubSub } from 'type-graphql';
 import { StateMachineResolver, WorkflowResolver } from '../workflows/workflow.resolver.js';
 import { AccountResolver, OrderResolver, ProductResolver } from '../orders/order.resolver.js';
 import { SagaResolver } from '../sagas/saga.resolver.js';
 import { ScheduledTransitionResolver } from '../scheduler/scheduled-transition.resolver.js';
 import { DateTimeScalar } from './scalars.js';
+import { applyPolicy } from '../auth/policy.js';
 
 export const resolvers = [
   StateMachineResolver,
@@ -35,14 +36,27 @@ const noTopics: PubSub = {
   },
 };
 
-export function buildGraphQLSchema(): Promise<GraphQLSchema> {
-  return buildSchema({
+/** The schema, with the authorization rule of every root field applied (src/auth/policy.ts). */
+export async function buildGraphQLSchema(): Promise<GraphQLSchema> {
+  const schema = await buildSchema({
     resolvers,
     pubSub: noTopics,
     // inputs are validated by the engine (src/engine/validation.ts) and again in Lua
     validate: false,
     scalarsMap: [{ type: Date, scalar: DateTimeScalar }],
   });
+  return applyPolicy(nullableMutations(schema));
+}
+
+/**
+ * Every mutation root field is nullable (as in GitHub's and Shopify's APIs): when one of several
+ * mutations in a request fails, only its own field is null, and the client sees which ones committed.
+ */
+function nullableMutations(schema: GraphQLSchema): GraphQLSchema {
+  for (const field of Object.values(schema.getMutationType()?.getFields() ?? {})) {
+    field.type = getNullableType(field.type);
+  }
+  return schema;
 }
 
 /** The SDL committed as schema.graphql: sorted, so it only changes when the API does. */

@@ -10,6 +10,7 @@
  * ids or names, which contain no ':' either. So the text after the base names exactly one kind and one
  * param: an entry id `due` or a workflow id `history` cannot produce another kind's key.
  */
+import { createHash } from 'node:crypto';
 import { assertId, assertName } from '../engine/validation.js';
 
 export const KEY_PREFIX = 'atomflow';
@@ -101,4 +102,37 @@ export type TenantKeys = ReturnType<typeof tenantKeys>;
 /** Every key of a tenant matches this pattern (for tests and maintenance scans). */
 export function tenantKeyPattern(tenant: string): string {
   return `${KEY_PREFIX}:{${assertId(tenant, 'tenant')}}:*`;
+}
+
+/**
+ * A principal's rate-limit bucket (lua/limits.lua rate_take). Bookkeeping, not tenant data: it sits
+ * outside tenantKeyPattern, so tenant snapshots do not see it. The principal is hashed (a `sub` may
+ * be any text).
+ */
+export function rateLimitKey(tenant: string, principal: string): string {
+  const digest = createHash('sha256').update(principal).digest('hex').slice(0, 32);
+  return `${KEY_PREFIX}:ratelimit:{${assertId(tenant, 'tenant')}}:${digest}`;
+}
+
+/**
+ * One kind of tenant key across every tenant: a SCAN pattern and the tenant of a matching key. Built
+ * from tenantKeys itself (with a placeholder tenant), so it follows any change of the key layout.
+ */
+export function acrossTenants(pick: (keys: TenantKeys) => string): { pattern: string; tenantOf(key: string): string | null } {
+  const placeholder = 'tenant0placeholder';
+  const sample = pick(tenantKeys(placeholder));
+  const marker = `{${placeholder}}`;
+  const at = sample.indexOf(marker);
+  if (at === -1) throw new Error(`key ${sample} does not carry the tenant hash tag`);
+  const head = sample.slice(0, at);
+  const tail = sample.slice(at + marker.length);
+  const escape = (s: string) => s.replace(/[*?[\]\\]/g, '\\$&');
+  return {
+    pattern: `${escape(head)}{*}${escape(tail)}`,
+    tenantOf(key) {
+      if (!key.startsWith(`${head}{`) || !key.endsWith(`}${tail}`)) return null;
+      const tenant = key.slice(head.length + 1, key.length - tail.length - 1);
+      return /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(tenant) ? tenant : null;
+    },
+  };
 }

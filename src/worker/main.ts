@@ -35,13 +35,14 @@ async function main(): Promise<void> {
   });
   const worker = new SchedulerWorker(new Engine(redis, engineOptions(config)), {
     tenants: config.worker.tenants,
+    redis,
     tickMs: config.worker.tickMs,
     leaseMs: config.worker.leaseMs,
     maxAttempts: config.worker.maxAttempts,
     log,
   });
   worker.start();
-  log(`scheduler worker running on ${url} for tenants ${config.worker.tenants.join(', ')} (tick ${config.worker.tickMs} ms)`);
+  log(`scheduler worker running on ${url} for ${config.worker.tenants ? `tenants ${config.worker.tenants.join(', ')}` : 'every tenant with due entries'} (tick ${config.worker.tickMs} ms)`);
 
   const shutdown = (signal: string) => {
     log(`${signal}: stopping the worker`);

@@ -6,16 +6,27 @@
  * takes effect exactly once even when a worker dies between claim and apply (its lease runs out and
  * another worker claims the entry again).
  */
+import type { Redis } from 'ioredis';
 import type { SchedulerEngine } from '../scheduler/scheduler.engine.js';
+import { acrossTenants } from '../redis/keys.js';
 import { assertId, assertInt, MAX_INT32 } from '../engine/validation.js';
 import { MAX_CLAIM, type ScheduledTransition } from '../scheduler/scheduler.engine.js';
 import { redisTrouble } from '../redis/replies.js';
 import type { Log } from '../log.js';
 import { scheduledEntries } from '../metrics.js';
 
+/** SCAN calls per tick while looking for tenants with due entries, and keys each call visits. */
+const SCAN_CALLS_PER_TICK = 10;
+const SCAN_COUNT = 1000;
+
 export interface SchedulerWorkerOptions {
-  /** Tenants whose entries this worker applies. Default ['default']. */
-  tenants?: string[];
+  /**
+   * Only these tenants (WORKER_TENANTS). Without it the worker finds the tenants that have due
+   * entries by itself, scanning `redis` for their due sets; with neither, ['default'].
+   */
+  tenants?: string[] | null;
+  /** Where to scan for tenants with due entries when `tenants` is not given. */
+  redis?: Pick<Redis, 'scan'>;
   /** Pause between the end of one tick and the start of the next, in ms. Default 250. */
   tickMs?: number;
   /** How long a claim keeps an entry from other workers, in ms. Default 30000. */
@@ -32,7 +43,8 @@ export interface SchedulerWorkerOptions {
 }
 
 export class SchedulerWorker {
-  readonly tenants: readonly string[];
+  /** The tenant filter; null when the worker finds tenants itself. */
+  readonly tenants: readonly string[] | null;
   readonly tickMs: number;
   readonly leaseMs: number;
   readonly batchSize: number;
@@ -46,11 +58,18 @@ export class SchedulerWorker {
   /** Why Redis cannot serve, while it cannot: logged once when it goes, once when it returns. */
   private redisDown: string | null = null;
 
+  private readonly redis: Pick<Redis, 'scan'> | null;
+  /** Tenants seen with a due set in the last full scan, and in the scan under way. */
+  private known = new Set<string>();
+  private scanning = new Set<string>();
+  private scanCursor = '0';
+
   constructor(
     private readonly engine: { readonly scheduler: Pick<SchedulerEngine, 'claimDue' | 'apply'> },
     options: SchedulerWorkerOptions = {},
   ) {
-    this.tenants = (options.tenants ?? ['default']).map((t) => assertId(t, 'tenant'));
+    this.redis = options.tenants ? null : (options.redis ?? null);
+    this.tenants = options.tenants || !this.redis ? (options.tenants ?? ['default']).map((t) => assertId(t, 'tenant')) : null;
     this.tickMs = assertInt(options.tickMs ?? 250, 'tickMs', 1, MAX_INT32);
     this.leaseMs = assertInt(options.leaseMs ?? 30_000, 'leaseMs', 1, MAX_INT32);
     this.batchSize = assertInt(options.batchSize ?? 100, 'batchSize', 1, MAX_CLAIM);
@@ -93,7 +112,7 @@ export class SchedulerWorker {
    */
   async tick(): Promise<number> {
     let applied = 0;
-    for (const tenant of this.tenants) {
+    for (const tenant of this.tenants ?? (await this.dueTenants())) {
       if (this.stopping) break;
       try {
         for (;;) {
@@ -161,6 +180,33 @@ export class SchedulerWorker {
       ...(failed ? { errorCode: entry.error?.split(' ')[0] ?? null, error: entry.error } : {}),
     };
     this.log(failed ? `scheduled transition ${entry.id} failed: ${entry.error}` : `scheduled transition ${entry.id} applied`, fields);
+  }
+
+  /**
+   * Tenants that have a due set, found by SCAN over the due-set key pattern (src/redis/keys.ts). A
+   * tick runs at most SCAN_CALLS_PER_TICK calls and goes on from there at the next tick, so one tick
+   * stays cheap however large the keyspace; tenants found stay known until a full pass misses them.
+   */
+  private async dueTenants(): Promise<string[]> {
+    const due = acrossTenants((k) => k.scheduleDue());
+    try {
+      for (let call = 0; call < SCAN_CALLS_PER_TICK; call++) {
+        const [next, keys] = await this.redis!.scan(this.scanCursor, 'MATCH', due.pattern, 'COUNT', SCAN_COUNT);
+        for (const key of keys) {
+          const tenant = due.tenantOf(key);
+          if (tenant) this.scanning.add(tenant);
+        }
+        this.scanCursor = next;
+        if (next === '0') {
+          this.known = this.scanning;
+          this.scanning = new Set();
+          break;
+        }
+      }
+    } catch (err) {
+      this.log(`scheduler: looking for tenants with due entries failed: ${describe(err)}`);
+    }
+    return [...new Set([...this.known, ...this.scanning])];
   }
 
   private schedule(delay: number): void {

@@ -58,7 +58,12 @@ function workflowChannel(server: TestServer): string {
 
 /** A subscription that is expected to fail before it is live: resolves with what the client got. */
 function subscribeExpectingError(server: TestServer, query: string, variables: Record<string, unknown>): Promise<{ errors: any[]; events: unknown[] }> {
-  const client = createClient({ url: server.server.wsUrl, webSocketImpl: WebSocket, retryAttempts: 0 });
+  const client = createClient({
+    url: server.server.wsUrl,
+    webSocketImpl: WebSocket,
+    retryAttempts: 0,
+    connectionParams: async () => ({ authorization: `Bearer ${await server.token()}` }),
+  });
   cleanups.push(() => client.dispose());
   const events: unknown[] = [];
   return new Promise((resolve) => {
@@ -307,8 +312,10 @@ describe('the relay', () => {
     const id = uid('w');
     await engine.workflows.start(tenant, { id, machine });
 
+    const token = await first.token();
     const client = createClient({
       url: first.server.wsUrl,
+      connectionParams: { authorization: `Bearer ${token}` },
       webSocketImpl: WebSocket,
       retryAttempts: 1000, // as good as the README's Infinity: the new instance may take seconds to start
       retryWait: () => new Promise((resolve) => setTimeout(resolve, 50)),
@@ -364,7 +371,7 @@ describe('the relay', () => {
     const messages: any[] = [];
     slow.on('message', (data) => messages.push(JSON.parse(String(data))));
     await new Promise((resolve) => slow.once('open', resolve));
-    slow.send(JSON.stringify({ type: 'connection_init' }));
+    slow.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${await own.token()}` } }));
     await expect.poll(() => messages.some((m) => m.type === 'connection_ack')).toBe(true);
     const channel = workflowChannel(own);
     const withMetadata = WF_EVENTS.replace('version }', 'version metadata }');
@@ -374,7 +381,7 @@ describe('the relay', () => {
 
     // subscribers that read: one on the same instance, one on another
     const fast = track(await own.subscribe(withMetadata, { id }));
-    const elsewhere = track(await openSubscription(second.server.wsUrl, () => second.server.listenerCount(channel), withMetadata, { id }));
+    const elsewhere = track(await openSubscription(second.server.wsUrl, () => second.server.listenerCount(channel), withMetadata, { id }, await second.token()));
 
     let maxQueued = 0;
     const watch = setInterval(() => (maxQueued = Math.max(maxQueued, held())), 2);

@@ -13,12 +13,12 @@ beforeAll(async () => {
 afterAll(() => t.close());
 
 async function get(query: string, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
-  const res = await fetch(`${t.server.url}?query=${encodeURIComponent(query)}`, { headers });
+  const res = await fetch(`${t.server.url}?query=${encodeURIComponent(query)}`, { headers: { authorization: `Bearer ${await t.token()}`, ...headers } });
   return { status: res.status, body: await res.json() };
 }
 
 async function post(body: string, contentType = 'application/json'): Promise<{ status: number; body: any }> {
-  const res = await fetch(t.server.url, { method: 'POST', headers: { 'content-type': contentType }, body });
+  const res = await fetch(t.server.url, { method: 'POST', headers: { 'content-type': contentType, authorization: `Bearer ${await t.token()}` }, body });
   return { status: res.status, body: await res.json() };
 }
 

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type RunningServer } from '../../src/server.js';
 import { createLogger, logTo, type LogFields } from '../../src/log.js';
 import { SchedulerWorker } from '../../src/worker/scheduler.worker.js';
-import { openSubscription, postGraphQL, testConfig, uid } from './harness.js';
+import { openSubscription, postGraphQL, testConfig, testToken, uid } from './harness.js';
 import { uniqueTenant } from '../setup/helpers.js';
 
 interface Logged {
@@ -38,15 +38,16 @@ async function scrape(server: RunningServer): Promise<{ text: string; series: Ma
 describe('metrics and logs', () => {
   let server: RunningServer;
   let tenant: string;
+  let token: string;
   const logged: Logged[] = [];
   const ids = { order: uid('m-order'), user: uid('m-user'), product: uid('m-product'), wf: uid('m-wf') };
 
   beforeAll(async () => {
     tenant = uniqueTenant('metrics');
     server = await createServer(testConfig({ worker: { enabled: false, tenants: [tenant], tickMs: 250, leaseMs: 30_000, maxAttempts: 5 } }), {
-      tenant,
       log: (message, fields) => logged.push({ message, fields }),
     });
+    token = await testToken({ tenant, role: 'admin' });
   });
 
   afterAll(async () => {
@@ -55,9 +56,9 @@ describe('metrics and logs', () => {
 
   it('after operations ran, /metrics shows every series, with no ids in labels', async () => {
     const ordersChannel = server.engine.context.keys(tenant).ordersChannel();
-    const sub = await openSubscription(server.wsUrl, () => server.listenerCount(ordersChannel), 'subscription Feed { orderEvents { orderId } }');
+    const sub = await openSubscription(server.wsUrl, () => server.listenerCount(ordersChannel), 'subscription Feed { orderEvents { orderId } }', undefined, token);
     try {
-      const gql = (q: string, v?: Record<string, unknown>) => postGraphQL<Record<string, any>>(server.url, q, v);
+      const gql = (q: string, v?: Record<string, unknown>) => postGraphQL<Record<string, any>>(server.url, q, v, token);
       await gql(`mutation Stock($p: ID!, $u: ID!) { restockProduct(productId: $p, quantity: 1) { stock } depositFunds(accountId: $u, amountCents: 1000) { balanceCents } }`, {
         p: ids.product,
         u: ids.user,
@@ -129,11 +130,11 @@ describe('metrics and logs', () => {
   it('logs one line per request: request id, operation, duration, error code', async () => {
     const res = await fetch(server.url, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-request-id': 'req-42' },
+      headers: { 'content-type': 'application/json', 'x-request-id': 'req-42', authorization: `Bearer ${token}` },
       body: JSON.stringify({ query: 'query Missing($id: ID!) { workflow(id: $id) { id } product(id: "nope!") { id } }', variables: { id: 'x' } }),
     });
     expect(res.headers.get('x-request-id')).toBe('req-42');
-    const noId = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ stateMachines { name } }' }) });
+    const noId = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify({ query: '{ stateMachines { name } }' }) });
     const generated = noId.headers.get('x-request-id');
     expect(generated).toMatch(/^[0-9a-f-]{36}$/);
 

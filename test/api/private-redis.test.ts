@@ -13,7 +13,7 @@ import { deadPid, exitOf, redisServersIn, spawnEntry, startMain, waitForOutput, 
 
 const DEMO = path.resolve('scripts/demo.ts');
 import { LOCK_FILE, readRecord, RECORD_FILE, USERS_DIR } from '../../src/redis/private-redis.js';
-import { postGraphQL } from './harness.js';
+import { postGraphQL, TEST_JWT_SECRET, testToken, type GraphQLResponse } from './harness.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterAll(async () => {
@@ -39,11 +39,17 @@ function dataDir(): string {
 
 /** The environment of a process that must use the private Redis of `dir`. */
 async function privateEnv(dir: string): Promise<Record<string, string>> {
-  return { LOCAL_REDIS_URL: `redis://127.0.0.1:${await freePort()}`, DATA_DIR: dir, PORT: '0', WORKER_ENABLED: 'false' };
+  return { LOCAL_REDIS_URL: `redis://127.0.0.1:${await freePort()}`, DATA_DIR: dir, PORT: '0', WORKER_ENABLED: 'false', AUTH_JWT_SECRET: TEST_JWT_SECRET };
+}
+
+/** Requests here are an admin's of the tenant `default`. */
+const adminToken = testToken({ tenant: 'default', role: 'admin' });
+async function gql<T = Record<string, any>>(url: string, query: string, variables?: Record<string, unknown>): Promise<GraphQLResponse<T>> {
+  return postGraphQL<T>(url, query, variables, await adminToken);
 }
 
 async function stock(url: string, product: string): Promise<number | undefined> {
-  const res = await postGraphQL<{ product: { stock: number } | null }>(url, 'query($id: ID!) { product(id: $id) { stock } }', { id: product });
+  const res = await gql<{ product: { stock: number } | null }>(url, 'query($id: ID!) { product(id: $id) { stock } }', { id: product });
   return res.data?.product?.stock;
 }
 
@@ -62,7 +68,7 @@ describe('one private redis-server per data directory', () => {
     expect(`${a!.output()}\n${b!.output()}`).toMatch(/using the private redis-server of/);
 
     // a restock through one is what the other sees
-    const res = await postGraphQL(a!.url, 'mutation { restockProduct(productId: "shared", quantity: 7) { stock } }');
+    const res = await gql(a!.url, 'mutation { restockProduct(productId: "shared", quantity: 7) { stock } }');
     expect(res.errors).toBeUndefined();
     expect(await stock(b!.url, 'shared')).toBe(7);
 
@@ -81,7 +87,7 @@ describe('one private redis-server per data directory', () => {
     const dir = dataDir();
     const env = await privateEnv(dir);
     const first = track(await startMain(env));
-    await postGraphQL(first.url, 'mutation { restockProduct(productId: "kept", quantity: 4) { stock } }');
+    await gql(first.url, 'mutation { restockProduct(productId: "kept", quantity: 4) { stock } }');
     const [redisPid] = redisServersIn(dir);
     expect(redisPid).toBeDefined();
     await stopWith(first, 'SIGKILL');
@@ -109,7 +115,7 @@ describe('one private redis-server per data directory', () => {
     const [redisPid] = redisServersIn(dir);
     expect((await readRecord(dir))?.pid).toBe(redisPid);
     expect(existsSync(path.join(dir, LOCK_FILE))).toBe(false);
-    const res = await postGraphQL(server.url, 'mutation { restockProduct(productId: "fresh", quantity: 1) { stock } }');
+    const res = await gql(server.url, 'mutation { restockProduct(productId: "fresh", quantity: 1) { stock } }');
     expect(res.data).toEqual({ restockProduct: { stock: 1 } });
     expect(await stopWith(server, 'SIGTERM')).toBe(0);
     expect(redisServersIn(dir)).toEqual([]);
@@ -149,7 +155,7 @@ describe('one private redis-server per data directory', () => {
     expect(redisServersIn(dir)).toEqual([replaced!.pid]);
     // the first server finds Redis again at its address, loads its functions, and shares the data
     await expect.poll(async () => (await fetch(readyz)).status, { timeout: 15_000 }).toBe(200);
-    await postGraphQL(second.url, 'mutation { restockProduct(productId: "again", quantity: 2) { stock } }');
+    await gql(second.url, 'mutation { restockProduct(productId: "again", quantity: 2) { stock } }');
     expect(await stock(first.url, 'again')).toBe(2);
 
     expect(await stopWith(first, 'SIGTERM')).toBe(0);
@@ -165,10 +171,10 @@ describe('one private redis-server per data directory', () => {
     await waitForOutput(worker, /scheduler worker running on/);
     expect(worker.output()).toContain(`using the private redis-server of ${dir}`);
 
-    const define = await postGraphQL(server.url, 'mutation { defineStateMachine(input: {name: "lamp", initialState: "off", states: ["off", "on"], transitions: [{from: "off", to: ["on"]}]}) { version } }');
+    const define = await gql(server.url, 'mutation { defineStateMachine(input: {name: "lamp", initialState: "off", states: ["off", "on"], transitions: [{from: "off", to: ["on"]}]}) { version } }');
     expect(define.errors).toBeUndefined();
-    await postGraphQL(server.url, 'mutation { startWorkflow(input: {id: "desk", machine: "lamp"}) { id } }');
-    const scheduled = await postGraphQL<{ scheduleTransition: { id: string } }>(
+    await gql(server.url, 'mutation { startWorkflow(input: {id: "desk", machine: "lamp"}) { id } }');
+    const scheduled = await gql<{ scheduleTransition: { id: string } }>(
       server.url,
       'mutation($at: DateTime!) { scheduleTransition(input: {workflowId: "desk", to: "on", runAt: $at}) { id } }',
       { at: new Date().toISOString() },
@@ -176,7 +182,7 @@ describe('one private redis-server per data directory', () => {
     const id = scheduled.data!.scheduleTransition.id;
     // the server's own worker is off: only the worker process can apply it
     await expect
-      .poll(async () => (await postGraphQL<any>(server.url, 'query($id: ID!) { scheduledTransition(id: $id) { status } }', { id })).data?.scheduledTransition?.status, { timeout: 15_000 })
+      .poll(async () => (await gql<any>(server.url, 'query($id: ID!) { scheduledTransition(id: $id) { status } }', { id })).data?.scheduledTransition?.status, { timeout: 15_000 })
       .toBe('DONE');
 
     // the server stops; the worker still uses Redis, so it keeps running until the worker stops too
@@ -190,7 +196,7 @@ describe('one private redis-server per data directory', () => {
     const dir = dataDir();
     const env = { ...(await privateEnv(dir)), WORKER_ENABLED: 'true', WORKER_TICK_MS: '50' };
     const server = track(await startMain(env));
-    const demo = track(spawnEntry(DEMO, { DATA_DIR: dir }));
+    const demo = track(spawnEntry(DEMO, { DATA_DIR: dir, ATOMFLOW_TOKEN: await adminToken }));
     const code = await exitOf(demo.child);
     expect(code, demo.output()).toBe(0);
     expect(demo.output().split('\n')[0]).toMatch(new RegExp(`^atomflow demo against ${server.url.replace(/[.]/g, '\\.')} \\(run [0-9a-z]+\\)$`));

@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { readConfig } from '../../src/config.js';
 import { createServer, type RunningServer } from '../../src/server.js';
-import { uniqueTenant } from '../setup/helpers.js';
+import { TEST_JWT_SECRET, testToken } from './harness.js';
 
 const started: RunningServer[] = [];
 afterEach(async () => {
@@ -15,8 +15,8 @@ afterEach(async () => {
 });
 
 async function start(env: Record<string, string>, devToken: string | null = null): Promise<RunningServer> {
-  const config = readConfig({ REDIS_URL: inject('redisUrl'), PORT: '0', LOG_LEVEL: 'silent', WORKER_ENABLED: 'false', ...env });
-  const server = await createServer(config, { tenant: uniqueTenant('webui'), devToken });
+  const config = readConfig({ REDIS_URL: inject('redisUrl'), PORT: '0', LOG_LEVEL: 'silent', WORKER_ENABLED: 'false', AUTH_JWT_SECRET: TEST_JWT_SECRET, ...env });
+  const server = await createServer(config, { devToken });
   started.push(server);
   return server;
 }
@@ -27,8 +27,11 @@ describe('web pages over HTTP', () => {
   it('GRAPHQL_PLAYGROUND defaults to on, except with NODE_ENV=production', () => {
     expect(readConfig({}).playground).toBe(true);
     expect(readConfig({ NODE_ENV: 'development' }).playground).toBe(true);
-    expect(readConfig({ NODE_ENV: 'production' }).playground).toBe(false);
-    expect(readConfig({ NODE_ENV: 'production', GRAPHQL_PLAYGROUND: 'true' }).playground).toBe(true);
+    const key = { AUTH_JWT_SECRET: TEST_JWT_SECRET }; // production requires one
+    expect(readConfig({ NODE_ENV: 'production', ...key }).playground).toBe(false);
+    expect(readConfig({ NODE_ENV: 'production', GRAPHQL_PLAYGROUND: 'true', ...key }).playground).toBe(true);
+    // GRAPHQL_INTROSPECTION=true in production brings the playground along (its docs need it)
+    expect(readConfig({ NODE_ENV: 'production', GRAPHQL_INTROSPECTION: 'true', ...key }).playground).toBe(true);
     expect(readConfig({ GRAPHQL_PLAYGROUND: 'false' }).playground).toBe(false);
     expect(() => readConfig({ GRAPHQL_PLAYGROUND: 'maybe' })).toThrow(/GRAPHQL_PLAYGROUND must be true or false/);
     expect(() => readConfig({ LOG_FORMAT: 'xml' })).toThrow(/LOG_FORMAT must be json or pretty/);
@@ -65,7 +68,12 @@ describe('web pages over HTTP', () => {
     const res = await fetch(server.url, { headers: html });
     expect(await res.text()).not.toContain('atomflow playground');
     expect(await (await fetch(origin + '/ui-config.json')).json()).toEqual({ graphqlPath: '/graphql', playground: false, devToken: null });
-    const api = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ stateMachines { name } }' }) });
+    const token = await testToken({ tenant: 'default', role: 'admin' });
+    const api = await fetch(server.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify({ query: '{ stateMachines { name } }' }),
+    });
     expect(((await api.json()) as { data: unknown }).data).toEqual({ stateMachines: [{ name: 'order' }] });
 
     const opted = await start({ NODE_ENV: 'production', GRAPHQL_PLAYGROUND: 'true' });

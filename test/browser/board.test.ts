@@ -18,12 +18,13 @@ describe.skipIf(SKIP_BROWSER)('board (Chromium)', { timeout: 60_000 }, () => {
   let origin: string;
   let ordersChannel: string;
   let workflowChannel: string;
-  const gql = (query: string, variables?: Record<string, unknown>) => postGraphQL<Record<string, any>>(server.url, query, variables);
+  let token: string;
+  const gql = (query: string, variables?: Record<string, unknown>) => postGraphQL<Record<string, any>>(server.url, query, variables, token);
 
   beforeAll(async () => {
     browser = await launchBrowser();
     let tenant: string;
-    ({ server, origin, tenant } = await startWebServer());
+    ({ server, origin, tenant, token } = await startWebServer());
     ordersChannel = server.engine.context.keys(tenant).ordersChannel();
     workflowChannel = server.engine.context.keys(tenant).workflowChannel();
   });
@@ -169,6 +170,7 @@ describe.skipIf(SKIP_BROWSER)('board (Chromium)', { timeout: 60_000 }, () => {
           processOrder(input: { orderId: $id, userId: "carol", productId: "w", quantity: 1, unitPriceCents: 100 }) { id }
         }`,
         { id: orderId },
+        other.token,
       );
       await other.server.stop();
       expect(placed.errors).toBeUndefined();

@@ -9,6 +9,7 @@ import { inject, it } from 'vitest';
 import { readConfig } from '../../src/config.js';
 import { createServer, type RunningServer } from '../../src/server.js';
 import { uniqueTenant } from '../setup/helpers.js';
+import { TEST_JWT_SECRET, testToken } from '../api/harness.js';
 
 const CANDIDATES = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'];
 export const CHROMIUM = CANDIDATES.find((p): p is string => !!p && existsSync(p)) ?? null;
@@ -44,11 +45,20 @@ export async function launchBrowser(): Promise<Browser> {
 /** A server on a free port in a tenant of its own, as the harness starts them, with the web pages. */
 export async function startWebServer(
   options: { devToken?: string; tenant?: string; port?: number } = {},
-): Promise<{ server: RunningServer; tenant: string; origin: string }> {
+): Promise<{ server: RunningServer; tenant: string; origin: string; token: string }> {
   const tenant = options.tenant ?? uniqueTenant('web');
-  const config = readConfig({ REDIS_URL: inject('redisUrl'), PORT: String(options.port ?? 0), LOG_LEVEL: 'silent', WORKER_ENABLED: 'false' });
-  const server = await createServer({ ...config, playground: true }, { tenant, devToken: options.devToken ?? null });
-  return { server, tenant, origin: new URL(server.url).origin };
+  const config = readConfig({
+    REDIS_URL: inject('redisUrl'),
+    PORT: String(options.port ?? 0),
+    LOG_LEVEL: 'silent',
+    WORKER_ENABLED: 'false',
+    AUTH_JWT_SECRET: TEST_JWT_SECRET,
+    RATE_LIMIT_PER_S: '0',
+  });
+  // the pages send the development token the server hands them: an admin's of this tenant
+  const token = options.devToken ?? (await testToken({ tenant, role: 'admin', ttlSeconds: 3600 }));
+  const server = await createServer({ ...config, playground: true }, { devToken: token });
+  return { server, tenant, origin: new URL(server.url).origin, token };
 }
 
 /** Collects console errors, page errors and any request that leaves the server's origin. */

@@ -11,7 +11,6 @@ import { launchBrowser, requireBrowserInCi, SKIP_BROWSER, startWebServer, watchP
 
 requireBrowserInCi();
 
-const DEV_TOKEN = 'dev-token-shown-in-headers';
 
 /** Replaces the operation editor's text by typing it, as a user would, and runs it. */
 async function run(page: Page, operation: string): Promise<void> {
@@ -37,11 +36,13 @@ describe.skipIf(SKIP_BROWSER)('playground (Chromium)', { timeout: 60_000 }, () =
   let server: RunningServer;
   let origin: string;
   let ordersChannel: string;
+  /** The development token the server hands the playground (an admin's of this tenant). */
+  let DEV_TOKEN: string;
 
   beforeAll(async () => {
     browser = await launchBrowser();
     let tenant: string;
-    ({ server, origin, tenant } = await startWebServer({ devToken: DEV_TOKEN }));
+    ({ server, origin, tenant, token: DEV_TOKEN } = await startWebServer());
     ordersChannel = server.engine.context.keys(tenant).ordersChannel();
   });
 
@@ -57,7 +58,9 @@ describe.skipIf(SKIP_BROWSER)('playground (Chromium)', { timeout: 60_000 }, () =
     expect(html).toContain('atomflow playground');
     expect(html).not.toMatch(/apollo|embeddable-sandbox|cdn\./i);
     // a GraphQL GET request still reaches the API
-    const api = await fetch(`${server.url}?query=${encodeURIComponent('{ stateMachines { name } }')}`, { headers: { 'apollo-require-preflight': 'true' } });
+    const api = await fetch(`${server.url}?query=${encodeURIComponent('{ stateMachines { name } }')}`, {
+      headers: { 'apollo-require-preflight': 'true', authorization: `Bearer ${DEV_TOKEN}` },
+    });
     expect(((await api.json()) as { data: unknown }).data).toEqual({ stateMachines: [{ name: 'order' }] });
   });
 
@@ -108,6 +111,7 @@ describe.skipIf(SKIP_BROWSER)('playground (Chromium)', { timeout: 60_000 }, () =
         processOrder(input: { orderId: $id, userId: "pg-alice", productId: "pg-widget", quantity: 1, unitPriceCents: 500 }) { id }
       }`,
       { id: orderId },
+      DEV_TOKEN,
     );
     expect(placed.errors).toBeUndefined();
     await expect.poll(() => responseText(page), { timeout: 10_000 }).toContain(`"orderId": "${orderId}"`);

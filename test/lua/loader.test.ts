@@ -10,7 +10,7 @@ import { Redis } from 'ioredis';
 import { FunctionLoadError, LUA_DIR, loadFunctions, readLibraries } from '../../src/redis/functions.js';
 import { startPrivateRedis, type PrivateRedis } from '../setup/private-redis.js';
 
-const LIBRARIES = ['atomflow_orders', 'atomflow_sagas', 'atomflow_scheduler', 'atomflow_workflows'];
+const LIBRARIES = ['atomflow_limits', 'atomflow_orders', 'atomflow_sagas', 'atomflow_scheduler', 'atomflow_workflows'];
 
 let server: PrivateRedis;
 let redis: Redis;
@@ -46,7 +46,7 @@ describe('loadFunctions', () => {
     const logged: string[] = [];
     const first = await loadFunctions(redis, { log: (l) => logged.push(l) });
     expect(first).toEqual({ loaded: LIBRARIES, unchanged: [], newerOnServer: [] });
-    expect(logged[0]).toContain('loaded atomflow_orders, atomflow_sagas, atomflow_scheduler, atomflow_workflows');
+    expect(logged[0]).toContain('loaded atomflow_limits, atomflow_orders, atomflow_sagas, atomflow_scheduler, atomflow_workflows');
     const second = await loadFunctions(redis);
     expect(second).toEqual({ loaded: [], unchanged: LIBRARIES, newerOnServer: [] });
   });
@@ -85,6 +85,7 @@ describe('loadFunctions', () => {
       ['atomflow_orders_version', 'atomflow_orders'],
       ['atomflow_sagas_version', 'atomflow_sagas'],
       ['atomflow_scheduler_version', 'atomflow_scheduler'],
+      ['atomflow_limits_version', 'atomflow_limits'],
     ]) {
       const reply = JSON.parse(String(await redis.call('FCALL_RO', fn!, 0)));
       expect(reply).toEqual({ library, version: expect.stringMatching(/^\d+$/) });

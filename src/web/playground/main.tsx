@@ -44,7 +44,7 @@ function fetcherFor(authorizationHeader: string | undefined): Fetcher {
       retryAttempts: 5,
       connectionParams: () => (authorizationHeader ? { authorization: authorizationHeader } : {}),
     });
-    fetcher = createGraphiQLFetcher({ url: httpUrl(config), wsClient });
+    fetcher = createGraphiQLFetcher({ url: httpUrl(config), wsClient, headers: authorizationHeader ? { Authorization: authorizationHeader } : undefined });
     fetchers.set(key, fetcher);
   }
   return fetcher;
@@ -53,7 +53,9 @@ function fetcherFor(authorizationHeader: string | undefined): Fetcher {
 const fetcher: Fetcher = (params, opts) => {
   const headers = opts?.headers ?? {};
   const name = Object.keys(headers).find((h) => h.toLowerCase() === 'authorization');
-  return fetcherFor(name ? String(headers[name]) : undefined)(params, opts);
+  // GraphiQL's own first requests (the schema's introspection) may come before the headers editor is
+  // read: without an Authorization header of their own they go with the development token
+  return fetcherFor(name ? String(headers[name]) : (auth ?? undefined))(params, opts);
 };
 
 createRoot(document.getElementById('root')!).render(
