@@ -1,6 +1,8 @@
 #!lua name=atomflow_workflows
--- State machines and workflows. The shared prelude (lua/include/prelude.lua) is inserted after
--- line 1 by the loader; see it for the workflow key block and the event ARGV block.
+-- include: core, orders, workflow
+-- State machines and workflows. The loader inserts the parts named above (lua/include/) after line
+-- 1; see lua/include/workflow.lua for the workflow key block and lua/include/core.lua for the event
+-- ARGV block.
 
 local LIBRARY_VERSION = '2'
 
@@ -136,7 +138,7 @@ register('machine_names', function(keys, args)
 end, true)
 
 --[[ wf_start: start a workflow in its machine's initial state.
-  KEYS[1..8] the workflow key block (see the prelude)
+  KEYS[1..8] the workflow key block (see lua/include/workflow.lua)
   ARGV[1..4] the event block   ARGV[5] workflow id   ARGV[6] machine name
   ARGV[7] metadata as JSON [[keyJson, valueJson], ...]
   Reply: the workflow. Events: WORKFLOW_TRANSITION {from: null, to: initial}

@@ -9,7 +9,7 @@ import { tenantKeys } from '../redis/keys.js';
 import { Account, Order, OrderEvent, OrderPage, Product } from './order.type.js';
 import { ProcessOrderInput } from './order.input.js';
 
-/** What lua PUBLISHes on the orders channel (prelude: emit_order_event). */
+/** What lua PUBLISHes on the orders channel (lua/include/orders.lua: emit_order_event). */
 interface OrderEventMessage {
   eventId: string;
   type: string;

@@ -10,7 +10,7 @@ import { StateMachine } from './state-machine.type.js';
 import { DefineStateMachineInput, StartWorkflowInput, TransitionWorkflowInput } from './workflow.input.js';
 import type { Workflow as EngineWorkflow } from './workflows.engine.js';
 
-/** What lua PUBLISHes on the workflow channel (prelude: emit_workflow_event). */
+/** What lua PUBLISHes on the workflow channel (lua/include/workflow.lua: emit_workflow_event). */
 interface WorkflowEventMessage {
   eventId: string;
   workflowId: string;
