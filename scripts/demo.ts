@@ -2,7 +2,8 @@
  * npm run demo: a guided tour of the atomflow API against a running server.
  *
  *   npm start                 # in one terminal
- *   npm run demo              # in another (ATOMFLOW_URL, default http://127.0.0.1:4000/graphql)
+ *   npm run demo              # in another (ATOMFLOW_URL; else the server on DATA_DIR's private Redis;
+ *                             # else http://127.0.0.1:4000/graphql)
  *
  * It opens the two subscriptions (orderEvents, workflowEvents) over graphql-ws, then walks through
  * the scenarios of the README with plain GraphQL over HTTP (`fetch`), printing each step's essential
@@ -14,8 +15,14 @@
  */
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
+import { serversOnDataDir } from '../src/redis/private-redis.js';
 
-const HTTP_URL = process.env.ATOMFLOW_URL ?? 'http://127.0.0.1:4000/graphql';
+/**
+ * Where the server is: ATOMFLOW_URL; else a server running on the private Redis of DATA_DIR (default
+ * ./data), which records its address there; else the default address of npm start.
+ */
+const HTTP_URL =
+  process.env.ATOMFLOW_URL?.trim() || serversOnDataDir(process.env.DATA_DIR?.trim() || './data')[0]?.url || 'http://127.0.0.1:4000/graphql';
 const WS_URL = HTTP_URL.replace(/^http/, 'ws'); // http -> ws, https -> wss
 
 /** This run's suffix (base36 milliseconds): every id and machine name below ends with it. */
@@ -152,13 +159,21 @@ async function eventsArrived(timeoutMs = 2000): Promise<void> {
  * Opens both subscriptions on one graphql-ws connection and waits until they are live: graphql-ws
  * does not acknowledge a subscription, so start a throwaway workflow and wait for its event
  * (retrying, since the first start may go out before the server has subscribed).
+ *
+ * Each subscription keeps the last eventId it received in its own `after` variable. graphql-ws
+ * sends the same variables object again when it reconnects, so a dropped connection resumes where
+ * it left off: no event of the walkthrough is missed or shown twice.
  */
 async function openSubscriptions(): Promise<Client> {
-  const client = createClient({ url: WS_URL, webSocketImpl: WebSocket, lazy: false, retryAttempts: 0 });
-  const sink = <T>(field: string, handle: (event: T) => void) => ({
+  const client = createClient({ url: WS_URL, webSocketImpl: WebSocket, lazy: false, retryAttempts: 5 });
+  const sink = <T extends { eventId: string }>(field: string, variables: { after: string | null }, handle: (event: T) => void) => ({
     next: (result: { data?: Record<string, unknown> | null; errors?: readonly { message: string }[] }) => {
       if (result.errors?.length) subscriptionError = result.errors.map((e) => e.message).join('; ');
-      else if (result.data) handle(result.data[field] as T);
+      else if (result.data) {
+        const event = result.data[field] as T;
+        variables.after = event.eventId;
+        handle(event);
+      }
       onEvent();
     },
     error: (err: unknown) => {
@@ -167,13 +182,18 @@ async function openSubscriptions(): Promise<Client> {
     },
     complete: () => {},
   });
+  const orderVariables = { userId: USER, after: null as string | null };
+  const workflowVariables = { after: null as string | null };
   client.subscribe(
-    { query: `subscription($userId: ID) { orderEvents(userId: $userId) { eventId type orderId userId state totalCents at } }`, variables: { userId: USER } },
-    sink('orderEvents', onOrderEvent),
+    {
+      query: `subscription($userId: ID, $after: String) { orderEvents(userId: $userId, after: $after) { eventId type orderId userId state totalCents at } }`,
+      variables: orderVariables,
+    },
+    sink('orderEvents', orderVariables, onOrderEvent),
   );
   client.subscribe(
-    { query: `subscription { workflowEvents { eventId workflowId machine from to version at metadata } }` },
-    sink('workflowEvents', onWorkflowEvent),
+    { query: `subscription($after: String) { workflowEvents(after: $after) { eventId workflowId machine from to version at metadata } }`, variables: workflowVariables },
+    sink('workflowEvents', workflowVariables, onWorkflowEvent),
   );
 
   await gql(`mutation($input: DefineStateMachineInput!) { defineStateMachine(input: $input) { name } }`, {

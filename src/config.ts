@@ -18,6 +18,10 @@ export interface Config {
   dataDir: string;
   worker: { enabled: boolean; tickMs: number; leaseMs: number; tenants: string[]; maxAttempts: number };
   streamMaxLen: number;
+  /** Bound of one subscription's queue of undelivered events, in bytes (SUBSCRIPTION_LAGGING past it). */
+  subscriptionMaxQueuedBytes: number;
+  /** Identical subscriptions share one execution per event (SUBSCRIPTION_SHARING). */
+  subscriptionSharing: boolean;
   /** IDEMPOTENCY_TTL: how long a requestId is remembered, in ms. */
   idempotencyTtlMs: number;
   /** RETENTION_SETTLED: settled schedule entries and saga records expire after this, in ms. */
@@ -123,6 +127,8 @@ export function readConfig(env: Env = process.env): Config {
       maxAttempts: integer(env, 'WORKER_MAX_ATTEMPTS', 5, 1, 1000),
     },
     streamMaxLen: integer(env, 'EVENT_STREAM_MAXLEN', 100_000, 1, 1_000_000_000),
+    subscriptionMaxQueuedBytes: integer(env, 'SUBSCRIPTION_MAX_QUEUED_BYTES', 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    subscriptionSharing: boolean(env, 'SUBSCRIPTION_SHARING', true),
     idempotencyTtlMs: duration(env, 'IDEMPOTENCY_TTL', 24 * 3_600_000, false),
     retentionSettledMs: duration(env, 'RETENTION_SETTLED', 7 * 86_400_000, false),
     retentionTerminalMs: duration(env, 'RETENTION_TERMINAL', 0, true),

@@ -1,11 +1,10 @@
 /**
  * Process entry (`npm start`): read the config, start the server, stop cleanly on SIGTERM/SIGINT.
  */
-import { ConfigError, readConfig } from './config.js';
+import { readConfig } from './config.js';
 import { createLog } from './log.js';
-import { RedisUnavailableError } from './redis/connect.js';
-import { FunctionLoadError } from './redis/functions.js';
 import { createServer } from './server.js';
+import { startupFailureLine } from './startup.js';
 
 async function main(): Promise<void> {
   const config = readConfig();
@@ -37,10 +36,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  if (err instanceof ConfigError || err instanceof RedisUnavailableError || err instanceof FunctionLoadError) {
-    process.stderr.write(`atomflow: ${err.message}\n`);
-  } else {
-    process.stderr.write(`atomflow: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-  }
+  process.stderr.write(`atomflow: ${startupFailureLine(err, process.env.NODE_ENV === 'development')}\n`);
   process.exit(1);
 });

@@ -6,7 +6,7 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ApolloServer, HeaderMap, type HTTPGraphQLRequest } from '@apollo/server';
+import { ApolloServer, HeaderMap, type HTTPGraphQLRequest, type HTTPGraphQLResponse } from '@apollo/server';
 import { ApolloServerPluginCacheControlDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
@@ -19,9 +19,15 @@ import { createContext, DEFAULT_TENANT, type GraphQLContext } from './graphql/co
 import { formatGraphQLError } from './graphql/errors.js';
 import { buildGraphQLSchema } from './graphql/schema.js';
 import { createLog, type Log } from './log.js';
-import { createEventRelay } from './pubsub.js';
+import { createEventRelay, type EventRelay } from './events/relay.js';
+import { TenantEvents } from './events/tenant-events.js';
+import { parseSubscribeOperation } from './events/subscribe-operation.js';
+import { createSubscriptionSharing, type SubscriptionSharing } from './events/shared-subscriptions.js';
 import { resolveRedis } from './redis/connect.js';
+import { redisTrouble } from './redis/replies.js';
+import { rejectSubscriptionsOverHttp, serviceUnavailableStatus } from './graphql/http-plugins.js';
 import { loadFunctions } from './redis/functions.js';
+import { StartupError } from './startup.js';
 import { SchedulerWorker } from './worker/scheduler.worker.js';
 
 export const GRAPHQL_PATH = '/graphql';
@@ -38,6 +44,10 @@ export interface RunningServer {
   worker: SchedulerWorker | null;
   /** Live subscription listeners on a channel in this instance (tests wait on it). */
   listenerCount(channel: string): number;
+  /** The event relay behind subscriptions (its stats feed monitoring; tests inspect it). */
+  eventRelay: EventRelay;
+  /** Subscriptions that share one execution (src/events/shared-subscriptions.ts). */
+  subscriptionSharing: SubscriptionSharing;
   stop(): Promise<void>;
 }
 
@@ -56,13 +66,36 @@ export interface ServerOptions {
   tenant?: string;
 }
 
+/**
+ * Starts everything; on any failure releases, in reverse order, everything taken so far (a private
+ * redis-server, connections, the HTTP server) before rethrowing, so a failed start leaves nothing
+ * running.
+ */
 export async function createServer(config: Config, options: ServerOptions = {}): Promise<RunningServer> {
+  const release: (() => Promise<unknown> | unknown)[] = [];
+  try {
+    return await startServer(config, options, release);
+  } catch (err) {
+    for (const undo of release.reverse()) {
+      try {
+        await undo();
+      } catch {
+        // keep releasing the rest; the start-up error is the one to report
+      }
+    }
+    throw err;
+  }
+}
+
+async function startServer(config: Config, options: ServerOptions, release: (() => Promise<unknown> | unknown)[]): Promise<RunningServer> {
   const log = options.log ?? createLog(config.logLevel);
   const tenant = options.tenant ?? DEFAULT_TENANT;
   const resolved = await resolveRedis({ redisUrl: config.redisUrl, localUrl: config.localRedisUrl, dataDir: config.dataDir, log });
+  release.push(() => resolved.stop());
   // Commands fail fast while Redis is away, and the client keeps reconnecting. No auto-pipelining:
   // with many concurrent FCALLs it cut process_order throughput from ~7k to ~4.5k/s (npm run bench).
   const redis = new Redis(resolved.url, { maxRetriesPerRequest: 1 });
+  release.push(() => redis.disconnect());
   let redisErrorLogged = false;
   redis.on('error', (err) => {
     if (!redisErrorLogged) log(`redis: ${err.message} (reconnecting)`);
@@ -71,14 +104,8 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   const engine = new Engine(redis, engineOptions(config));
 
   let functionsReady = false;
-  try {
-    await prepareRedis(redis, engine, tenant, log);
-    functionsReady = true;
-  } catch (err) {
-    redis.disconnect();
-    await resolved.stop();
-    throw err;
-  }
+  await prepareRedis(redis, engine, tenant, log);
+  functionsReady = true;
   // A Redis that restarts empty loses its functions: load them again when the connection returns.
   redis.on('close', () => {
     functionsReady = false;
@@ -92,14 +119,43 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   });
 
   const errorFormat = { log, development: config.nodeEnv === 'development' };
-  const relay = createEventRelay(resolved.url);
-  const schema = await buildGraphQLSchema(relay.pubSub);
+  const relay = createEventRelay(resolved.url, redis, { maxQueuedBytes: config.subscriptionMaxQueuedBytes, log });
+  release.push(() => relay.close());
+  const events = new TenantEvents(relay);
+  const schema = await buildGraphQLSchema();
   const httpServer = http.createServer();
-  const wsServer = new WebSocketServer({ server: httpServer, path: GRAPHQL_PATH });
+  // noServer: attached to the HTTP server, ws would re-emit its errors (EADDRINUSE at listen) and
+  // graphql-ws would print them with a stack; listen() below reports those in one line instead.
+  const wsServer = new WebSocketServer({ noServer: true });
+  httpServer.on('upgrade', (req, socket, head) => {
+    if (new URL(req.url ?? '/', 'http://localhost').pathname !== GRAPHQL_PATH) {
+      socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      return;
+    }
+    wsServer.handleUpgrade(req, socket, head, (ws) => wsServer.emit('connection', ws, req));
+  });
+  const sharing = createSubscriptionSharing({
+    enabled: config.subscriptionSharing,
+    maxBufferedBytes: config.subscriptionMaxQueuedBytes,
+    formatErrors: (errors) => errors.map((e) => formatGraphQLError(e.toJSON(), e, errorFormat)),
+    groupContext: (contextValue, subscribers) => {
+      const context = contextValue as GraphQLContext;
+      return { ...context, events: context.events.sharedBy(subscribers) };
+    },
+  });
   const subscriptions = useServer<Record<string, unknown>, Record<string, never>>(
     {
       schema,
-      context: () => createContext(engine, tenant),
+      context: (ctx, id) => {
+        const context = createContext(engine, events, tenant);
+        sharing.bind(context, { socket: ctx.extra.socket, id, scope: tenant });
+        return context;
+      },
+      // identical subscriptions share one execution per event (src/events/shared-subscriptions.ts)
+      subscribe: (args) => sharing.subscribe(args),
+      // A document that does not parse or validate fails its own operation; the socket and its other
+      // subscriptions stay open (graphql-ws would otherwise close the socket with 4500).
+      onSubscribe: (_ctx, _id, payload) => parseSubscribeOperation(schema, payload),
       onNext: (_ctx, _id, _payload, _args, result) =>
         result.errors ? { ...result, errors: result.errors.map((e) => formatGraphQLError(e.toJSON(), e, errorFormat)) } : undefined,
       onError: (_ctx, _id, _payload, errors) => errors.map((e) => formatGraphQLError(e.toJSON(), e, errorFormat)),
@@ -117,6 +173,8 @@ export async function createServer(config: Config, options: ServerOptions = {}):
       ApolloServerPluginCacheControlDisabled(),
       ApolloServerPluginDrainHttpServer({ httpServer }),
       ApolloServerPluginLandingPageLocalDefault({ footer: false }),
+      rejectSubscriptionsOverHttp(GRAPHQL_PATH),
+      serviceUnavailableStatus(),
       {
         async serverWillStart() {
           return {
@@ -129,23 +187,28 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     ],
   });
   await apollo.start();
+  release.push(() => apollo.stop());
 
-  async function ready(): Promise<boolean> {
-    if (!functionsReady || redis.status !== 'ready') return false;
-    const ping = redis.ping().then(
-      (reply) => reply === 'PONG',
-      () => false,
+  /** Ready: Redis answers, the functions are loaded, and Redis would accept a write. */
+  async function ready(): Promise<{ ok: boolean; reason?: string }> {
+    if (redis.status !== 'ready') return { ok: false, reason: 'Redis is unreachable' };
+    if (!functionsReady) return { ok: false, reason: 'functions not loaded yet' };
+    const probe = writeProbe(redis).then(
+      (reason) => (reason ? { ok: false, reason } : { ok: true }),
+      () => ({ ok: false, reason: 'Redis is unreachable' }),
     );
-    const timeout = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 1000).unref());
-    return Promise.race([ping, timeout]);
+    const timeout = new Promise<{ ok: boolean; reason: string }>((resolve) =>
+      setTimeout(() => resolve({ ok: false, reason: 'Redis did not answer within 1 s' }), 1000).unref(),
+    );
+    return Promise.race([probe, timeout]);
   }
 
   async function handleHttp(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (url.pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
     if (url.pathname === '/readyz') {
-      const ok = await ready();
-      return sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'unavailable', redis: redis.status, functionsLoaded: functionsReady });
+      const { ok, reason } = await ready();
+      return sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'unavailable', redis: redis.status, functionsLoaded: functionsReady, ...(reason ? { reason } : {}) });
     }
     if (url.pathname !== GRAPHQL_PATH) return sendJson(res, 404, { error: `not found; the API is at ${GRAPHQL_PATH}` });
 
@@ -160,9 +223,9 @@ export async function createServer(config: Config, options: ServerOptions = {}):
       if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
     }
     const httpGraphQLRequest: HTTPGraphQLRequest = { method: (req.method ?? 'GET').toUpperCase(), headers, search: url.search, body };
-    const response = await apollo.executeHTTPGraphQLRequest({ httpGraphQLRequest, context: async () => createContext(engine, tenant) });
+    const response = await apollo.executeHTTPGraphQLRequest({ httpGraphQLRequest, context: async () => createContext(engine, events, tenant) });
     for (const [name, value] of response.headers) res.setHeader(name, value);
-    res.statusCode = response.status ?? 200;
+    res.statusCode = graphqlOverHttpStatus(response);
     if (response.body.kind === 'complete') {
       res.end(response.body.string);
       return;
@@ -179,12 +242,11 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     });
   });
 
-  await new Promise<void>((resolve, reject) => {
-    httpServer.once('error', reject);
-    httpServer.listen(config.port, config.host, () => resolve());
-  });
+  await listen(httpServer, config.port, config.host);
+  release.push(() => new Promise((resolve) => httpServer.close(resolve)));
   const { port } = httpServer.address() as AddressInfo;
   const hostForUrl = config.host.includes(':') ? `[${config.host}]` : config.host;
+  await resolved.announce?.(`http://${hostForUrl}:${port}${GRAPHQL_PATH}`);
 
   const worker = config.worker.enabled
     ? new SchedulerWorker(engine, { tenants: config.worker.tenants, tickMs: config.worker.tickMs, leaseMs: config.worker.leaseMs, maxAttempts: config.worker.maxAttempts, log })
@@ -200,6 +262,8 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     engine,
     worker,
     listenerCount: (channel) => relay.listenerCount(channel),
+    eventRelay: relay,
+    subscriptionSharing: sharing,
     stop() {
       stopping ??= (async () => {
         await worker?.stop();
@@ -211,6 +275,64 @@ export async function createServer(config: Config, options: ServerOptions = {}):
       return stopping;
     },
   };
+}
+
+/** Codes of GraphQL request errors: the document does not parse or validate, no operation to run, variables fail coercion. */
+const REQUEST_ERROR_CODES = new Set(['GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED', 'OPERATION_RESOLUTION_FAILURE', 'BAD_USER_INPUT']);
+
+/**
+ * GraphQL over HTTP: a well-formed request answered in application/json gets 200 even when it fails
+ * with request errors (legacy clients read the body only on 200); under
+ * application/graphql-response+json Apollo's 400 stays. Bodies are not touched.
+ */
+function graphqlOverHttpStatus(response: HTTPGraphQLResponse): number {
+  const status = response.status ?? 200;
+  if (status !== 400 || response.body.kind !== 'complete') return status;
+  if (response.headers.get('content-type')?.split(';')[0]?.trim() !== 'application/json') return status;
+  let errors: unknown;
+  try {
+    errors = (JSON.parse(response.body.string) as { errors?: unknown }).errors;
+  } catch {
+    return status;
+  }
+  const requestErrors =
+    Array.isArray(errors) && errors.length > 0 && errors.every((e: { extensions?: { code?: unknown } }) => REQUEST_ERROR_CODES.has(e?.extensions?.code as string));
+  return requestErrors ? 200 : status;
+}
+
+/** Listens, or rejects with a StartupError saying in one line why the address cannot be used. */
+function listen(httpServer: http.Server, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      const where = `${host}:${port}`;
+      if (err.code === 'EADDRINUSE') reject(new StartupError(`port ${port} is already in use on ${host}: stop what listens there or set PORT to another port`));
+      else if (err.code === 'EACCES') reject(new StartupError(`no permission to listen on ${where}: choose a PORT above 1023`));
+      else if (err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND') reject(new StartupError(`HOST ${host} is not an address of this machine`));
+      else reject(new StartupError(`cannot listen on ${where}: ${err.message}`));
+    };
+    httpServer.once('error', onError);
+    httpServer.listen(port, host, () => {
+      httpServer.off('error', onError);
+      resolve();
+    });
+  });
+}
+
+/**
+ * Whether Redis would run a write now: a script with a shebang and no `no-writes` flag is refused
+ * exactly when Redis refuses writes (out of memory, loading, read-only replica), and writes nothing.
+ * Returns why not, or null; an error that says nothing about that (an ACL without EVAL) counts as yes
+ * once PING answers.
+ */
+async function writeProbe(redis: Redis): Promise<string | null> {
+  try {
+    await redis.call('EVAL', '#!lua\nreturn 1', '0');
+    return null;
+  } catch (err) {
+    const trouble = redisTrouble(err);
+    if (trouble) return trouble;
+    return (await redis.ping()) === 'PONG' ? null : 'Redis did not answer PING';
+  }
 }
 
 function sendJson(res: ServerResponse, status: number, value: unknown): void {

@@ -22,10 +22,23 @@ export const resolvers = [
   ScheduledTransitionResolver,
 ] as const;
 
-export function buildGraphQLSchema(pubSub: PubSub): Promise<GraphQLSchema> {
+/**
+ * Subscriptions take their events from the context's relay (src/events/), through each
+ * @Subscription's `subscribe`; type-graphql still insists on a pubSub, so it gets one that says so.
+ */
+const noTopics: PubSub = {
+  publish: () => {
+    throw new Error('atomflow publishes from Lua only');
+  },
+  subscribe: () => {
+    throw new Error('subscriptions use src/events/, not topics');
+  },
+};
+
+export function buildGraphQLSchema(): Promise<GraphQLSchema> {
   return buildSchema({
     resolvers,
-    pubSub,
+    pubSub: noTopics,
     // inputs are validated by the engine (src/engine/validation.ts) and again in Lua
     validate: false,
     scalarsMap: [{ type: Date, scalar: DateTimeScalar }],
@@ -34,12 +47,6 @@ export function buildGraphQLSchema(pubSub: PubSub): Promise<GraphQLSchema> {
 
 /** The SDL committed as schema.graphql: sorted, so it only changes when the API does. */
 export async function printGraphQLSchema(): Promise<string> {
-  const inert: PubSub = {
-    publish: () => {},
-    subscribe: () => {
-      throw new Error('not for serving');
-    },
-  };
-  const schema = await buildGraphQLSchema(inert);
+  const schema = await buildGraphQLSchema();
   return `${printSchema(lexicographicSortSchema(schema))}\n`;
 }

@@ -14,9 +14,48 @@ const KNOWN_CODES = new Set<string>([...ENGINE_ERROR_CODES, 'STALE_KEYS']);
  */
 export const FUNCTION_PREFIX = 'atomflow_';
 
+/**
+ * Redis error replies that mean "not now" rather than "never": the request may succeed unchanged
+ * once Redis has loaded its data, freed memory, finished a slow script or a failover.
+ */
+const TRANSIENT_REPLIES: Record<string, string> = {
+  LOADING: 'Redis is loading its data set',
+  OOM: 'Redis is out of memory and refuses writes',
+  BUSY: 'Redis is busy running a script',
+  MASTERDOWN: 'the Redis primary is down',
+  READONLY: 'Redis is a read-only replica (failover in progress?)',
+  TRYAGAIN: 'Redis asked to try again',
+  CLUSTERDOWN: 'the Redis cluster is down',
+};
+
+/** Socket-level failures: Redis cannot be reached at all. */
+const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
+
+/**
+ * Why Redis cannot serve right now (unreachable, loading, out of memory, ...), or null when `err` is
+ * something else (a bug, a function's own error reply). The one place that tells Redis trouble apart
+ * from bugs: replies here, the GraphQL error format and the worker's log all ask it.
+ */
+export function redisTrouble(err: unknown): string | null {
+  if (err instanceof EngineError) return err.code === 'SERVICE_UNAVAILABLE' ? err.message : null;
+  if (!(err instanceof Error)) return null;
+  const code = (err as { code?: unknown }).code;
+  if (err.name === 'MaxRetriesPerRequestError' || (typeof code === 'string' && CONNECTION_CODES.has(code))) {
+    return 'Redis is unreachable';
+  }
+  if (err.message === 'Connection is closed.' || err.message.startsWith("Stream isn't writeable")) return 'Redis is unreachable';
+  if (err.name === 'ReplyError') {
+    const reason = TRANSIENT_REPLIES[err.message.split(' ', 1)[0]!];
+    if (reason) return reason;
+  }
+  return null;
+}
+
 /** Turns an ioredis ReplyError from a function into an EngineError; anything else passes through. */
 export function toEngineError(err: unknown): unknown {
   if (!(err instanceof Error) || err instanceof EngineError) return err;
+  const trouble = redisTrouble(err);
+  if (trouble) return new EngineError('SERVICE_UNAVAILABLE', `${trouble}; retry later`);
   const message = err.message;
   const space = message.indexOf(' ');
   const code = space > 0 ? message.slice(0, space) : message;

@@ -9,6 +9,7 @@
 import type { SchedulerEngine } from '../scheduler/scheduler.engine.js';
 import { assertId, assertInt, MAX_INT32 } from '../engine/validation.js';
 import { MAX_CLAIM } from '../scheduler/scheduler.engine.js';
+import { redisTrouble } from '../redis/replies.js';
 
 export interface SchedulerWorkerOptions {
   /** Tenants whose entries this worker applies. Default ['default']. */
@@ -37,6 +38,8 @@ export class SchedulerWorker {
   private stopping = false;
   private timer: NodeJS.Timeout | null = null;
   private inFlight: Promise<void> | null = null;
+  /** Why Redis cannot serve, while it cannot: logged once when it goes, once when it returns. */
+  private redisDown: string | null = null;
 
   constructor(
     private readonly engine: { readonly scheduler: Pick<SchedulerEngine, 'claimDue' | 'apply'> },
@@ -78,8 +81,9 @@ export class SchedulerWorker {
   /**
    * One pass: for each tenant, claims due entries batch by batch and applies them. Returns how many
    * entries this pass claimed and applied (settled as DONE or FAILED, or found already settled).
-   * An entry whose apply fails (Redis unreachable, say) is logged and left to its lease; a failed
-   * attempt that Redis answered is counted, and after maxAttempts the entry is FAILED.
+   * An entry whose apply fails is logged and left to its lease; a failed attempt that Redis answered
+   * is counted, and after maxAttempts the entry is FAILED. While Redis is unreachable, loading or out
+   * of memory the worker logs that once, and once more when Redis answers again.
    */
   async tick(): Promise<number> {
     let applied = 0;
@@ -88,12 +92,13 @@ export class SchedulerWorker {
       try {
         for (;;) {
           const ids = await this.engine.scheduler.claimDue(tenant, { limit: this.batchSize, leaseMs: this.leaseMs });
+          this.redisAnswered();
           const results = await Promise.allSettled(
             ids.map((id) => this.engine.scheduler.apply(tenant, id, { maxAttempts: this.maxAttempts })),
           );
           results.forEach((r, i) => {
             if (r.status === 'rejected') {
-              this.log(`scheduler: applying ${tenant}/${ids[i]} failed: ${describe(r.reason)}`);
+              if (!this.redisFailed(r.reason)) this.log(`scheduler: applying ${tenant}/${ids[i]} failed: ${describe(r.reason)}`);
             } else if (r.value.status === 'PENDING') {
               // a failed attempt, counted; claimable again when its lease runs out
               this.log(`scheduler: attempt ${r.value.attempts} of ${this.maxAttempts} to apply ${tenant}/${ids[i]} failed: ${r.value.error}`);
@@ -105,10 +110,25 @@ export class SchedulerWorker {
           if (ids.length < this.batchSize || this.stopping) break;
         }
       } catch (err) {
-        this.log(`scheduler: claiming due entries of tenant ${tenant} failed: ${describe(err)}`);
+        if (!this.redisFailed(err)) this.log(`scheduler: claiming due entries of tenant ${tenant} failed: ${describe(err)}`);
       }
     }
     return applied;
+  }
+
+  /** Redis trouble (unreachable, loading, out of memory): one log line per outage, not per tick. */
+  private redisFailed(err: unknown): boolean {
+    const trouble = redisTrouble(err);
+    if (!trouble) return false;
+    if (this.redisDown === null) this.log(`scheduler: ${trouble.replace(/; retry later$/, '')}; waiting for Redis (due entries are applied once it is back)`);
+    this.redisDown = trouble;
+    return true;
+  }
+
+  private redisAnswered(): void {
+    if (this.redisDown === null) return;
+    this.redisDown = null;
+    this.log('scheduler: Redis is back; applying due entries again');
   }
 
   private schedule(delay: number): void {
