@@ -212,8 +212,11 @@ register('wf_route', function(keys, args)
 end, true)
 
 --[[ wf_history (no-writes): a page of a workflow's history, oldest first.
-  KEYS[1] history list   ARGV[1] offset   ARGV[2] page size
-  Reply: {"entries": [{from, to, at, version, metadata}, ...], "next": offset or null}
+  KEYS[1] history list   ARGV[1] the version of the last entry already seen (0: from the start;
+  entry N holds version N, so this is a keyset position, stable as entries are appended)
+  ARGV[2] page size
+  Reply: {"entries": [{workflowId, from, to, at, version, metadata}, ...], "next": the last version
+  of the page, or null on the last page
 ]]
 register('wf_history', function(keys, args)
   local entries, next_offset = list_page(keys[1], args[1], args[2])
