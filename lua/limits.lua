@@ -1,6 +1,7 @@
 #!lua name=atomflow_limits
+-- include: core
 -- Limits: the per-principal rate limit, a token bucket kept in one hash and taken in one call. The
--- shared prelude (lua/include/prelude.lua) is inserted after line 1 by the loader.
+-- loader puts the parts named on line 2 (lua/include/) after line 1.
 
 local LIBRARY_VERSION = '1'
 

@@ -1,11 +1,13 @@
 #!lua name=atomflow_orders
--- Inventory, balances and orders. The shared prelude (lua/include/prelude.lua) is inserted after
--- line 1 by the loader; see it for the workflow key block and the event ARGV block.
+-- include: core, orders, workflow
+-- Inventory, balances and orders. The loader inserts the parts named above (lua/include/) after
+-- line 1; see lua/include/workflow.lua for the workflow key block and lua/include/core.lua for the
+-- event ARGV block.
 --
 -- Stock is a hash per product {id, stock} (a count within 2^31 - 1), a balance a hash per account
 -- {id, balanceCents} (integer cents within 10^13); the stored id proves a key belongs to its id. An order is a workflow of the built-in 'order' machine whose hash
 -- also holds userId, productId, quantity, unitPriceCents and totalCents; its transitions (and the
--- refund on cancelled/returned) go through wf_transition in lua/workflows.lua.
+-- refund on cancelled/returned, lua/include/orders.lua) go through wf_transition in lua/workflows.lua.
 
 local LIBRARY_VERSION = '2'
 
@@ -22,7 +24,7 @@ local function request_args(keys, args, first_arg)
   end
   check_id(request_id, 'requestId')
   if keys[2] == nil then reject('BAD_USER_INPUT', 'a requestId needs its request key') end
-  return { key = keys[2], id = request_id, ttl = check_int(args[first_arg + 1], 'request TTL', 1, 1000000000000) }
+  return { key = keys[2], id = request_id, ttl = check_int(args[first_arg + 1], 'request TTL', 1, MAX_RETENTION_MS) }
 end
 
 local function replay_request(req, request_text)
@@ -131,7 +133,7 @@ register('account_get', function(keys, args)
 end, true)
 
 --[[ order_process: place an order, idempotent by order id.
-  KEYS[1..11] the workflow key block of the order (see the prelude), machine = 'order',
+  KEYS[1..11] the workflow key block of the order (see lua/include/workflow.lua), machine = 'order',
               KEYS[9] product stock, KEYS[10] account balance, KEYS[11] the account's order index
   KEYS[12] machine name set
   ARGV[1..4] the event block   ARGV[5] order id   ARGV[6] user (account) id   ARGV[7] product id

@@ -1,7 +1,8 @@
 #!lua name=atomflow_sagas
+-- include: core
 -- Sagas: a list of steps over the tenant's saga data keys (hashes and sets) that either all take
 -- effect, or, when one step fails, leave every data key exactly as it was before the saga. The
--- shared prelude (lua/include/prelude.lua) is inserted after line 1 by the loader.
+-- loader inserts lua/include/core.lua after line 1.
 --
 -- Steps travel as JSON, one object per step with the full Redis key name of its data key:
 --   {"op":"HSET","key":K,"field":F,"value":V}     {"op":"HDEL","key":K,"field":F}
@@ -11,9 +12,6 @@
 -- failedStep and error (only when rolled back), steps (the ARGV text it ran), createdAt.
 
 local LIBRARY_VERSION = '2'
-local MAX_SAGA_STEPS = 64
-local MAX_FIELD_BYTES = 1024      -- hash fields and set members
-local MAX_VALUE_BYTES = 16384     -- HSET values
 
 -- The operands each op takes: name -> required (true) or optional (false).
 local SAGA_OPS = {
@@ -80,9 +78,9 @@ local function parse_steps(keys, text)
       reject('BAD_USER_INPUT', what .. ': key must be one of the data keys passed in KEYS[2..]')
     end
     step.key = raw.key
-    if step.field ~= nil then check_text(step.field, what .. ' field', 1, MAX_FIELD_BYTES) end
-    if step.member ~= nil then check_text(step.member, what .. ' member', 1, MAX_FIELD_BYTES) end
-    if step.value ~= nil then check_text(step.value, what .. ' value', 0, MAX_VALUE_BYTES) end
+    if step.field ~= nil then check_text(step.field, what .. ' field', 1, MAX_SAGA_FIELD_BYTES) end
+    if step.member ~= nil then check_text(step.member, what .. ' member', 1, MAX_SAGA_FIELD_BYTES) end
+    if step.value ~= nil then check_text(step.value, what .. ' value', 0, MAX_SAGA_VALUE_BYTES) end
     if step.amount ~= nil then check_step_int(step.amount, what .. ' amount') end
     if step.min ~= nil then check_step_int(step.min, what .. ' min') end
     if step.max ~= nil then check_step_int(step.max, what .. ' max') end
@@ -186,7 +184,7 @@ register('saga_execute', function(keys, args)
   local text = args[2]
   if type(text) ~= 'string' then reject('BAD_USER_INPUT', 'steps must be a non-empty JSON list') end
   local steps = parse_steps(keys, text)
-  local retention = check_int(args[3], 'retention', 1, 315360000000)
+  local retention = check_int(args[3], 'retention', 1, MAX_RETENTION_MS)
 
   local stored = hgetall_table(keys[1])
   if stored.status then

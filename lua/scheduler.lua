@@ -1,6 +1,8 @@
 #!lua name=atomflow_scheduler
--- Scheduled transitions. The shared prelude (lua/include/prelude.lua) is inserted after line 1 by
--- the loader; see it for the workflow key block and the event ARGV block.
+-- include: core, orders, workflow
+-- Scheduled transitions. The loader inserts the parts named above (lua/include/) after line 1; see
+-- lua/include/workflow.lua for the workflow key block and lua/include/core.lua for the event ARGV
+-- block.
 --
 -- An entry is a hash {id, workflowId, machine, to, runAt, metadata (pairs JSON), status, createdAt,
 -- updatedAt (its last status change), attempts, and later error, executedAt or cancelledAt}. The due
@@ -20,9 +22,6 @@
 -- more than the entries alive plus what the next settlements remove. Nothing scans.
 
 local LIBRARY_VERSION = '2'
-local MAX_RUN_AT = 8640000000000000   -- the largest JavaScript Date, in ms
-local MAX_CLAIM = 1000
-local MAX_RETENTION = 315360000000    -- 10 years in ms
 local PRUNE_BATCH = 32
 
 local function sched_keys(keys)
@@ -152,7 +151,7 @@ register('sched_create', function(keys, args)
   local workflow_id = check_id(args[2], 'workflow id')
   local machine = check_name(args[3], 'machine')
   local to = check_name(args[4], 'target state')
-  local run_at = check_int(args[5], 'runAt', 0, MAX_RUN_AT)
+  local run_at = check_int(args[5], 'runAt', 0, MAX_RUN_AT_MS)
   local meta_pairs = parse_metadata_pairs(args[6])
   check_metadata_size(meta_pairs, 'metadata')
   local existing = hgetall_table(sk.entry)
@@ -198,7 +197,7 @@ end)
 register('sched_cancel', function(keys, args)
   local sk = sched_keys(keys)
   local id = check_id(args[1], 'schedule entry id')
-  local retention = check_int(args[2], 'retention', 1, MAX_RETENTION)
+  local retention = check_int(args[2], 'retention', 1, MAX_RETENTION_MS)
   local e = load_entry(sk, id)
   if e.status ~= 'PENDING' then
     reject('STATE_CONFLICT', 'scheduled transition ' .. id .. ' is ' .. e.status .. ', only a PENDING one can be cancelled')
@@ -274,7 +273,7 @@ end, true)
 --[[ sched_apply: run a claimed entry's transition, once.
   KEYS[1..4] entry hash, due set, index, index by status
   KEYS[5..12] the workflow key block of the entry's workflow; KEYS[13] product stock, KEYS[14]
-  account balance and KEYS[15] account order index when the workflow is an order (see the prelude)
+  account balance and KEYS[15] account order index when the workflow is an order (see lua/include/workflow.lua)
   ARGV[1..4] the event block   ARGV[5] entry id   ARGV[6] workflow id   ARGV[7] machine (routing)
   ARGV[8] order userId (routing, '' otherwise)   ARGV[9] order productId (routing, '' otherwise)
   ARGV[10] max attempts (1..1000)   ARGV[11] retention of settled entries, ms
@@ -300,7 +299,7 @@ register('sched_apply', function(keys, args)
   local workflow_id = check_id(args[6], 'workflow id')
   local routing = { machine = args[7], userId = args[8], productId = args[9] }
   local max_attempts = check_int(args[10], 'max attempts', 1, 1000)
-  local retention = check_int(args[11], 'retention', 1, MAX_RETENTION)
+  local retention = check_int(args[11], 'retention', 1, MAX_RETENTION_MS)
   local e = load_entry(sk, id)
   if e.workflowId ~= workflow_id then
     reject('STALE_KEYS', 'scheduled transition ' .. id .. ' belongs to workflow ' .. e.workflowId)
@@ -342,7 +341,7 @@ register('sched_attempt_failed', function(keys, args)
   if type(args[2]) ~= 'string' or args[2] == '' then reject('BAD_USER_INPUT', 'reason must be a text') end
   local reason = args[2]:sub(1, 4096)
   local max_attempts = check_int(args[3], 'max attempts', 1, 1000)
-  local retention = check_int(args[4], 'retention', 1, MAX_RETENTION)
+  local retention = check_int(args[4], 'retention', 1, MAX_RETENTION_MS)
   local e = load_entry(sk, id)
   if e.status ~= 'PENDING' then return entry_reply(e) end
   record_attempt(sk, e, reason, max_attempts, now_ms(), retention)

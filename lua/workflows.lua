@@ -1,6 +1,8 @@
 #!lua name=atomflow_workflows
--- State machines and workflows. The shared prelude (lua/include/prelude.lua) is inserted after
--- line 1 by the loader; see it for the workflow key block and the event ARGV block.
+-- include: core, orders, workflow
+-- State machines and workflows. The loader inserts the parts named above (lua/include/) after line
+-- 1; see lua/include/workflow.lua for the workflow key block and lua/include/core.lua for the event
+-- ARGV block.
 
 local LIBRARY_VERSION = '3'
 local MAX_MACHINES = 1000   -- per tenant, the built-in order machine included
@@ -142,7 +144,7 @@ register('machine_names', function(keys, args)
 end, true)
 
 --[[ wf_start: start a workflow in its machine's initial state.
-  KEYS[1..8] the workflow key block (see the prelude)
+  KEYS[1..8] the workflow key block (see lua/include/workflow.lua)
   ARGV[1..4] the event block   ARGV[5] workflow id   ARGV[6] machine name
   ARGV[7] metadata as JSON [[keyJson, valueJson], ...]
   Reply: the workflow. Events: WORKFLOW_TRANSITION {from: null, to: initial}
@@ -216,8 +218,11 @@ register('wf_route', function(keys, args)
 end, true)
 
 --[[ wf_history (no-writes): a page of a workflow's history, oldest first.
-  KEYS[1] history list   ARGV[1] offset   ARGV[2] page size
-  Reply: {"entries": [{from, to, at, version, metadata}, ...], "next": offset or null}
+  KEYS[1] history list   ARGV[1] the version of the last entry already seen (0: from the start;
+  entry N holds version N, so this is a keyset position, stable as entries are appended)
+  ARGV[2] page size
+  Reply: {"entries": [{workflowId, from, to, at, version, metadata}, ...], "next": the last version
+  of the page, or null on the last page
 ]]
 register('wf_history', function(keys, args)
   local entries, next_offset = list_page(keys[1], args[1], args[2])

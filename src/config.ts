@@ -1,4 +1,7 @@
 import { LOG_LEVELS, type LogFormat, type LogLevel } from './log.js';
+import { ID_SYNTAX, syntaxPattern } from './limits.js';
+
+const ID_PATTERN = syntaxPattern(ID_SYNTAX);
 
 /**
  * Settings come from environment variables, read and validated here once. A bad value stops the
@@ -143,7 +146,7 @@ export function readConfig(env: Env = process.env): Config {
   const redisUrl = redisUrlVar(env, 'REDIS_URL');
   const localRedisUrl = redisUrlVar(env, 'LOCAL_REDIS_URL') ?? 'redis://127.0.0.1:6379';
   const tenants = (env.WORKER_TENANTS ?? '').split(',').map((t) => t.trim()).filter(Boolean);
-  if (tenants.some((t) => !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(t))) {
+  if (tenants.some((t) => !ID_PATTERN.test(t))) {
     throw new ConfigError(`WORKER_TENANTS must be a comma-separated list of tenant ids, got "${env.WORKER_TENANTS}"`);
   }
   const nodeEnv = env.NODE_ENV?.trim() || 'development';

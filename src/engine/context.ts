@@ -61,7 +61,7 @@ export class EngineContext {
     return k;
   }
 
-  /** ARGV[1..4] of every function that writes a workflow (see lua/include/prelude.lua). */
+  /** ARGV[1..4] of every function that writes a workflow (see lua/include/core.lua). */
   eventArgs(k: TenantKeys): (string | number)[] {
     return [k.workflowChannel(), k.ordersChannel(), this.options.streamMaxLen, this.options.retentionTerminalMs];
   }

@@ -76,7 +76,7 @@ export function tenantKeys(tenant: string) {
     ordersChannel: () => `${base}:events:orders`,
 
     /**
-     * KEYS for a function that writes a workflow: the block documented in the prelude. Orders add
+     * KEYS for a function that writes a workflow: the block documented in lua/include/workflow.lua. Orders add
      * the product stock and account balance that a refund touches, and the account's order index.
      */
     workflowBlock(id: string, machine: string, order?: { userId: string; productId: string }): string[] {

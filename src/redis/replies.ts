@@ -10,7 +10,7 @@ const KNOWN_CODES = new Set<string>([...ENGINE_ERROR_CODES, 'STALE_KEYS']);
 
 /**
  * Redis function names are global to the server, and a shared Redis may hold other applications'
- * libraries: every atomflow function is registered as `atomflow_<name>` (lua/include/prelude.lua,
+ * libraries: every atomflow function is registered as `atomflow_<name>` (lua/include/core.lua,
  * register), and the engines call it by `<name>`.
  */
 export const FUNCTION_PREFIX = 'atomflow_';

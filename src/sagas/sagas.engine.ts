@@ -7,15 +7,13 @@ import { fcall, fcallReadOnly } from '../redis/replies.js';
 import type { EngineContext } from '../engine/context.js';
 import { badInput } from '../engine/errors.js';
 import { asList, assertId, assertInt, assertPageSize, decodeCursor, encodeCursor, isJsonObject, MAX_INT32 } from '../engine/validation.js';
+import { LIMITS } from '../limits.js';
 
 export const SAGA_OPS = ['HSET', 'HDEL', 'HINCRBY', 'SADD', 'SREM'] as const;
 export type SagaOp = (typeof SAGA_OPS)[number];
 
-export const MAX_SAGA_STEPS = 64;
-/** Hash fields and set members, in UTF-8 bytes. */
-export const MAX_SAGA_FIELD_BYTES = 1024;
-/** HSET values, in UTF-8 bytes. */
-export const MAX_SAGA_VALUE_BYTES = 16384;
+/** Steps; hash fields and set members, and HSET values, in UTF-8 bytes (src/limits.ts). */
+export const { MAX_SAGA_STEPS, MAX_SAGA_FIELD_BYTES, MAX_SAGA_VALUE_BYTES } = LIMITS;
 /** HINCRBY amount, min and max lie within [-MAX_SAGA_INT, MAX_SAGA_INT]. */
 export const MAX_SAGA_INT = MAX_INT32;
 

@@ -23,11 +23,10 @@ import {
   type JsonObject,
 } from '../engine/validation.js';
 import type { Page } from '../workflows/workflows.engine.js';
+import { LIMITS } from '../limits.js';
 
-/** The largest time a JavaScript Date can hold, in ms. */
-export const MAX_RUN_AT_MS = 8_640_000_000_000_000;
-/** At most this many entries per claim. */
-export const MAX_CLAIM = 1000;
+/** The largest time a JavaScript Date can hold, in ms; at most this many entries per claim. */
+export const { MAX_RUN_AT_MS, MAX_CLAIM } = LIMITS;
 
 export const SCHEDULE_STATUSES = ['PENDING', 'DONE', 'FAILED', 'CANCELLED'] as const;
 export type ScheduleStatus = (typeof SCHEDULE_STATUSES)[number];

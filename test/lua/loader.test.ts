@@ -9,6 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { FunctionLoadError, LUA_DIR, loadFunctions, readLibraries } from '../../src/redis/functions.js';
 import { startPrivateRedis, type PrivateRedis } from '../setup/private-redis.js';
+import { LIMITS } from '../../src/limits.js';
+import { ID_PATTERN } from '../../src/engine/validation.js';
 
 const LIBRARIES = ['atomflow_limits', 'atomflow_orders', 'atomflow_sagas', 'atomflow_scheduler', 'atomflow_workflows'];
 
@@ -27,7 +29,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** A copy of lua/ (libraries only: the prelude is always read from lua/include/). */
+/** A copy of lua/ (libraries only: the included parts are always read from lua/include/). */
 async function copyOfLuaDir(name: string): Promise<string> {
   const target = path.join(dir, name);
   await cp(LUA_DIR, target, { recursive: true });
@@ -138,6 +140,41 @@ describe('loadFunctions', () => {
     for (const [, name] of ours) expect(name).toMatch(/^atomflow_/);
     expect(await redis.call('FCALL', 'wf_transition', 0)).toBe('theirs');
     await redis.call('FUNCTION', 'DELETE', 'otherapp');
+  });
+
+  it('composes each library from the parts it names: sagas carry core only, no workflow or order code', async () => {
+    const libraries = await readLibraries();
+    const byName = new Map(libraries.map((l) => [l.name, l]));
+    expect(byName.get('atomflow_sagas')!.includes).toEqual(['core']);
+    for (const name of ['atomflow_workflows', 'atomflow_orders', 'atomflow_scheduler']) {
+      expect(byName.get(name)!.includes).toEqual(['core', 'orders', 'workflow']);
+    }
+    const sagas = byName.get('atomflow_sagas')!.code;
+    expect(sagas).toContain('local function check_id(');
+    expect(sagas).not.toContain('apply_refund');
+    expect(sagas).not.toContain('apply_transition');
+    expect(byName.get('atomflow_orders')!.code).toContain('local function apply_refund(');
+  });
+
+  it('writes the limits of src/limits.ts into every library, so Lua checks what the engine checks', async () => {
+    for (const lib of await readLibraries()) {
+      for (const [name, value] of Object.entries(LIMITS)) expect(lib.code).toContain(`local ${name} = ${value}\n`);
+      expect(lib.code).toContain(`local ID_PATTERN_TEXT = '${ID_PATTERN.source}'`);
+    }
+    await loadFunctions(redis);
+    const long = 'a'.repeat(129);
+    await expect(redis.call('FCALL', 'atomflow_product_restock', 1, 'atomflow:{t}:stock:x', long, '1')).rejects.toThrow(
+      `BAD_USER_INPUT product id must match ${ID_PATTERN.source}`,
+    );
+    expect(String(await redis.call('FCALL', 'atomflow_product_restock', 1, 'atomflow:{t}:stock:x', 'a'.repeat(128), '1'))).toContain('"stock":1');
+  });
+
+  it('maps a syntax error after the included parts back to the line of the library file', async () => {
+    const broken = await copyOfLuaDir('broken-include');
+    await writeFile(path.join(broken, 'zz.lua'), "#!lua name=atomflow_zz\n-- include: core, orders, workflow\nlocal LIBRARY_VERSION = '1'\nlocal x = = 2\n");
+    await expect(loadFunctions(redis, { dir: broken })).rejects.toThrow(/lua\/zz\.lua:4:/);
+    await writeFile(path.join(broken, 'zz.lua'), "#!lua name=atomflow_zz\n-- include: core, nothing\nlocal LIBRARY_VERSION = '1'\n");
+    await expect(loadFunctions(redis, { dir: broken })).rejects.toThrow('lua/zz.lua: includes "nothing", but there is no lua/include/nothing.lua');
   });
 });
 
