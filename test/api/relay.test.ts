@@ -22,15 +22,19 @@ async function waitUntil(condition: () => boolean, what: string, timeoutMs = 500
   }
 }
 
+/** A relay of its own, and a plain connection to publish with, for a tenant of its own. */
+function startRelay(label: string) {
+  const tenant = uniqueTenant(label);
+  const redis = new Redis(redisUrl());
+  clients.push(redis);
+  const relay = createEventRelay(redisUrl(), redis);
+  relays.push(relay);
+  return { channel: `atomflow:{${tenant}}:events:orders`, stream: `atomflow:{${tenant}}:events`, redis, relay };
+}
+
 describe('event relay', () => {
   it('a listener opened while the connection is still in its handshake is live only when it receives events, and the connection is never dropped', async () => {
-    const tenant = uniqueTenant('relay');
-    const channel = `atomflow:{${tenant}}:events:orders`;
-    const stream = `atomflow:{${tenant}}:events`;
-    const publisher = new Redis(redisUrl());
-    clients.push(publisher);
-    const relay = createEventRelay(redisUrl(), publisher);
-    relays.push(relay);
+    const { channel, stream, redis: publisher, relay } = startRelay('relay');
     let reconnects = 0;
     relay.subscriber.on('reconnecting', () => reconnects++);
 
@@ -62,13 +66,7 @@ describe('event relay', () => {
   });
 
   it('a resuming listener gets each event once when events arrive live while it is still replaying', async () => {
-    const tenant = uniqueTenant('replay');
-    const channel = `atomflow:{${tenant}}:events:orders`;
-    const stream = `atomflow:{${tenant}}:events`;
-    const redis = new Redis(redisUrl());
-    clients.push(redis);
-    const relay = createEventRelay(redisUrl(), redis);
-    relays.push(relay);
+    const { channel, stream, redis, relay } = startRelay('replay');
     const add = async (n: number, publish: boolean) => {
       const data = JSON.stringify({ type: 'ORDER_CONFIRMED', n });
       const id = (await redis.xadd(stream, '*', 'type', 'ORDER_CONFIRMED', 'data', data))!;
