@@ -1,9 +1,12 @@
 import { Field, ID, Int, ObjectType } from 'type-graphql';
 import { DateTimeScalar, SafeIntScalar } from '../graphql/scalars.js';
 import { Workflow } from '../workflows/workflow.type.js';
+import type { Account as EngineAccount, Order as EngineOrder, Product as EngineProduct } from './orders.engine.js';
+
+// type-graphql needs its own decorated fields; `implements` keeps them the engine's (orders.engine.ts).
 
 @ObjectType({ description: 'A product and its stock. Null until first restocked.' })
-export class Product {
+export class Product implements EngineProduct {
   @Field(() => ID)
   id!: string;
 
@@ -12,7 +15,7 @@ export class Product {
 }
 
 @ObjectType({ description: 'An account and its balance in integer cents. Null until first funded.' })
-export class Account {
+export class Account implements EngineAccount {
   @Field(() => ID)
   id!: string;
 
@@ -21,7 +24,7 @@ export class Account {
 }
 
 @ObjectType({ description: 'An order: a workflow of the built-in `order` machine, created by processOrder.' })
-export class Order {
+export class Order implements Omit<EngineOrder, 'workflow'> {
   @Field(() => ID)
   id!: string;
 

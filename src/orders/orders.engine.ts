@@ -37,20 +37,20 @@ export interface Account {
   balanceCents: number;
 }
 
-export interface ProcessOrderInput {
-  orderId: string;
+/** What an order is made of: declared once here; the GraphQL input and type implement it. */
+export interface OrderTerms {
   userId: string;
   productId: string;
   quantity: number;
   unitPriceCents: number;
 }
 
-export interface Order {
+export interface ProcessOrderInput extends OrderTerms {
+  orderId: string;
+}
+
+export interface Order extends OrderTerms {
   id: string;
-  userId: string;
-  productId: string;
-  quantity: number;
-  unitPriceCents: number;
   totalCents: number;
   state: string;
   createdAt: Date;
