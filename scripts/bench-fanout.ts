@@ -19,7 +19,7 @@ import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { Redis } from 'ioredis';
-import { Engine } from '../src/engine/engine.js';
+import { Engine } from '../src/app/engine.js';
 import { loadFunctions } from '../src/redis/functions.js';
 import { startPrivateRedis } from '../test/setup/private-redis.js';
 

@@ -4,7 +4,7 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { printGraphQLSchema } from '../src/graphql/schema.js';
+import { printGraphQLSchema } from '../src/app/schema.js';
 
 const target = fileURLToPath(new URL('../schema.graphql', import.meta.url));
 const sdl = await printGraphQLSchema();

@@ -1,6 +1,6 @@
 /**
  * The limits and id/name syntax that both sides check, written once: the engines check them before
- * calling Redis (src/engine/validation.ts and the area engines import them), and the Lua functions
+ * calling Redis (src/core/validation.ts and the area engines import them), and the Lua functions
  * check them again: the loader writes them as Lua constants at the top of every library
  * (`luaLimits`, src/redis/functions.ts). This module imports nothing.
  */

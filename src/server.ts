@@ -15,7 +15,7 @@ import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDi
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { Redis } from 'ioredis';
 import { engineOptions, type Config } from './config.js';
-import { Engine } from './engine/engine.js';
+import { Engine } from './app/engine.js';
 import { authenticatedContext, DEFAULT_TENANT, type GraphQLContext } from './graphql/context.js';
 import { formatGraphQLError } from './graphql/errors.js';
 import { observeOperations, REQUEST_ID_HEADER } from './graphql/observe.js';
@@ -24,7 +24,7 @@ import { attachWebSocket } from './graphql/websocket.js';
 import { createAuthenticator, type Authenticator } from './auth/tokens.js';
 import { RateLimiter, rateLimited } from './auth/rate-limit.js';
 import { handleCors } from './auth/origins.js';
-import { buildGraphQLSchema } from './graphql/schema.js';
+import { buildGraphQLSchema } from './app/schema.js';
 import { createLog, type Log } from './log.js';
 import { createEventRelay, type EventRelay } from './events/relay.js';
 import { TenantEvents } from './events/tenant-events.js';

@@ -10,7 +10,7 @@
 import type { Redis } from 'ioredis';
 import { tenantKeys, type TenantKeys } from '../redis/keys.js';
 import { fcallReadOnly } from '../redis/replies.js';
-import { EngineError } from './errors.js';
+import { EngineError } from '../core/errors.js';
 
 export interface EngineOptions {
   /** Approximate MAXLEN of each tenant's event stream. */

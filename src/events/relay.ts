@@ -20,7 +20,7 @@
  *   client resumes. Server memory stays bounded whatever a client does.
  */
 import { Redis, type RedisOptions } from 'ioredis';
-import { EngineError } from '../engine/errors.js';
+import { EngineError } from '../core/errors.js';
 import { eventsDropped, eventsRelayed } from '../metrics.js';
 import { compareStreamIds, formatStreamId, parseAfter, parseStreamId, type StreamId } from './stream-id.js';
 

@@ -23,7 +23,7 @@ import {
   type GraphQLFormattedError,
 } from 'graphql';
 import type { WebSocket } from 'ws';
-import { EngineError } from '../engine/errors.js';
+import { EngineError } from '../core/errors.js';
 
 export interface SharingOptions {
   /** Off: every subscription runs on its own (graphql-ws' default path); the bench's baseline. */

@@ -2,7 +2,7 @@
  * Event ids are the ids of the tenant's Redis Stream entries (`<ms>-<seq>`). They order every event of
  * a tenant, which is what lets a subscriber resume after one and the relay drop what it already sent.
  */
-import { badInput } from '../engine/errors.js';
+import { badInput } from '../core/errors.js';
 
 /** `"0"` asks for the oldest retained event; anything else must be a stream id. */
 const STREAM_ID = /^(\d{1,20})-(\d{1,20})$/;

@@ -3,7 +3,7 @@
  * arguments (BAD_USER_INPUT before anything is subscribed), and each feed is a relay listener on the
  * tenant's channel and stream with its filter.
  */
-import { assertId, assertName } from '../engine/validation.js';
+import { assertId, assertName } from '../core/validation.js';
 import { tenantKeys } from '../redis/keys.js';
 import { parseAfter } from './stream-id.js';
 import type { EventKind, EventRelay, RelayedEvent } from './relay.js';

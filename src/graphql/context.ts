@@ -5,7 +5,7 @@
  * src/auth/policy.ts.
  */
 import { GraphQLError } from 'graphql';
-import type { Engine } from '../engine/engine.js';
+import type { Engine } from '../app/engine.js';
 import type { TenantEvents } from '../events/tenant-events.js';
 import { AuthenticationError, type Authenticator, type Principal } from '../auth/tokens.js';
 

@@ -9,7 +9,7 @@
  */
 import { GraphQLError, type GraphQLFormattedError } from 'graphql';
 import { unwrapResolverError } from '@apollo/server/errors';
-import { EngineError } from '../engine/errors.js';
+import { EngineError } from '../core/errors.js';
 import type { Log } from '../log.js';
 import { redisTrouble } from '../redis/replies.js';
 

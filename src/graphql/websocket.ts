@@ -14,7 +14,7 @@ import { GraphQLError, NoSchemaIntrospectionCustomRule, parse, specifiedRules, v
 import { WebSocketServer, type WebSocket } from 'ws';
 import { useServer } from 'graphql-ws/use/ws';
 import type { Config } from '../config.js';
-import type { Engine } from '../engine/engine.js';
+import type { Engine } from '../app/engine.js';
 import type { Log } from '../log.js';
 import type { Authenticator, Principal } from '../auth/tokens.js';
 import type { TenantEvents } from '../events/tenant-events.js';

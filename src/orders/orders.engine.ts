@@ -7,7 +7,7 @@
  */
 import { fcall, fcallReadOnly, fcallReadOnlyMany } from '../redis/replies.js';
 import type { EngineContext } from '../engine/context.js';
-import { EngineError, badInput } from '../engine/errors.js';
+import { EngineError, badInput } from '../core/errors.js';
 import {
   asList,
   assertId,
@@ -17,7 +17,7 @@ import {
   encodeCursor,
   MAX_INT32,
   MAX_MONEY_CENTS,
-} from '../engine/validation.js';
+} from '../core/validation.js';
 import {
   decodeWorkflow,
   ORDER_MACHINE,

@@ -11,7 +11,7 @@
  * param: an entry id `due` or a workflow id `history` cannot produce another kind's key.
  */
 import { createHash } from 'node:crypto';
-import { assertId, assertName } from '../engine/validation.js';
+import { assertId, assertName } from '../core/validation.js';
 
 export const KEY_PREFIX = 'atomflow';
 

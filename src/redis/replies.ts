@@ -3,7 +3,7 @@
  * values and error replies (`CODE human message`) become EngineErrors carrying their code.
  */
 import type { Redis } from 'ioredis';
-import { ENGINE_ERROR_CODES, EngineError, type EngineErrorCode } from '../engine/errors.js';
+import { ENGINE_ERROR_CODES, EngineError, type EngineErrorCode } from '../core/errors.js';
 import { redisFunctionDuration, redisFunctionErrors } from '../metrics.js';
 
 const KNOWN_CODES = new Set<string>([...ENGINE_ERROR_CODES, 'STALE_KEYS']);

@@ -5,8 +5,8 @@
  */
 import { fcall, fcallReadOnly } from '../redis/replies.js';
 import type { EngineContext } from '../engine/context.js';
-import { badInput } from '../engine/errors.js';
-import { asList, assertId, assertInt, assertPageSize, decodeCursor, encodeCursor, isJsonObject, MAX_INT32 } from '../engine/validation.js';
+import { badInput } from '../core/errors.js';
+import { asList, assertId, assertInt, assertPageSize, decodeCursor, encodeCursor, isJsonObject, MAX_INT32 } from '../core/validation.js';
 import { LIMITS } from '../limits.js';
 
 export const SAGA_OPS = ['HSET', 'HDEL', 'HINCRBY', 'SADD', 'SREM'] as const;

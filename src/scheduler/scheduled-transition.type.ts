@@ -1,6 +1,6 @@
 import { Field, ID, InputType, Int, ObjectType, registerEnumType } from 'type-graphql';
 import { DateTimeScalar, JSONScalar } from '../graphql/scalars.js';
-import type { JsonObject } from '../engine/validation.js';
+import type { JsonObject } from '../core/validation.js';
 
 export enum ScheduleStatus {
   PENDING = 'PENDING',

@@ -9,7 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import { fcall, fcallReadOnly, fcallReadOnlyMany } from '../redis/replies.js';
 import type { EngineContext, WorkflowRoute } from '../engine/context.js';
-import { EngineError, badInput } from '../engine/errors.js';
+import { EngineError, badInput } from '../core/errors.js';
 import {
   asList,
   assertId,
@@ -21,7 +21,7 @@ import {
   metadataPairs,
   MAX_INT32,
   type JsonObject,
-} from '../engine/validation.js';
+} from '../core/validation.js';
 import type { Page } from '../workflows/workflows.engine.js';
 import { LIMITS } from '../limits.js';
 

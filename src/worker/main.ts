@@ -7,7 +7,7 @@
  */
 import { Redis } from 'ioredis';
 import { engineOptions, readConfig } from '../config.js';
-import { Engine } from '../engine/engine.js';
+import { Engine } from '../app/engine.js';
 import { createLog } from '../log.js';
 import { resolveRedis } from '../redis/connect.js';
 import { loadFunctions } from '../redis/functions.js';

@@ -9,7 +9,7 @@
 import type { Redis } from 'ioredis';
 import type { SchedulerEngine } from '../scheduler/scheduler.engine.js';
 import { acrossTenants } from '../redis/keys.js';
-import { assertId, assertInt, MAX_INT32 } from '../engine/validation.js';
+import { assertId, assertInt, MAX_INT32 } from '../core/validation.js';
 import { MAX_CLAIM, type ScheduledTransition } from '../scheduler/scheduler.engine.js';
 import { redisTrouble } from '../redis/replies.js';
 import type { Log } from '../log.js';

@@ -1,6 +1,6 @@
 import { Field, ID, InputType, Int } from 'type-graphql';
 import { JSONScalar } from '../graphql/scalars.js';
-import type { JsonObject } from '../engine/validation.js';
+import type { JsonObject } from '../core/validation.js';
 
 @InputType()
 export class TransitionRuleInput {

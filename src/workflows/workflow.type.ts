@@ -1,6 +1,6 @@
 import { Field, ID, Int, ObjectType } from 'type-graphql';
 import { DateTimeScalar, JSONScalar } from '../graphql/scalars.js';
-import type { JsonObject } from '../engine/validation.js';
+import type { JsonObject } from '../core/validation.js';
 
 @ObjectType({ description: 'A running instance of a state machine.' })
 export class Workflow {

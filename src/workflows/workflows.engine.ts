@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { fcall, fcallReadOnly, fcallReadOnlyMany } from '../redis/replies.js';
 import type { EngineContext, WorkflowRoute } from '../engine/context.js';
-import { EngineError, badInput } from '../engine/errors.js';
+import { EngineError, badInput } from '../core/errors.js';
 import { LIMITS } from '../limits.js';
 import {
   asList,
@@ -20,7 +20,7 @@ import {
   metadataPairs,
   MAX_INT32,
   type JsonObject,
-} from '../engine/validation.js';
+} from '../core/validation.js';
 
 export const ORDER_MACHINE = 'order';
 export const { MAX_STATES, MAX_TRANSITIONS } = LIMITS;

@@ -11,7 +11,7 @@ import { startTestServer, TEST_JWT_SECRET, testToken, uid, type TestServer } fro
 import { RawSocket, type OperationResult } from './ws-raw.js';
 import type { Role } from '../../src/auth/tokens.js';
 import { buildSchema } from 'graphql';
-import { printGraphQLSchema } from '../../src/graphql/schema.js';
+import { printGraphQLSchema } from '../../src/app/schema.js';
 import { POLICY } from '../../src/auth/policy.js';
 
 let t: TestServer;

@@ -27,7 +27,7 @@ import {
   type InputValueDefinitionNode,
   type IntrospectionQuery,
 } from 'graphql';
-import { printGraphQLSchema } from '../../src/graphql/schema.js';
+import { printGraphQLSchema } from '../../src/app/schema.js';
 import { startTestServer, type TestServer } from './harness.js';
 
 const root = (path: string) => fileURLToPath(new URL(`../../${path}`, import.meta.url));

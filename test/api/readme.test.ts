@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildSchema, parse, validate } from 'graphql';
-import { printGraphQLSchema } from '../../src/graphql/schema.js';
+import { printGraphQLSchema } from '../../src/app/schema.js';
 import { startTestServer, type TestServer } from './harness.js';
 
 const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');

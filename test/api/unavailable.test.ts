@@ -14,7 +14,7 @@ import { Redis } from 'ioredis';
 import { freePort, startPrivateRedis } from '../setup/private-redis.js';
 import { redisUrl, uniqueTenant } from '../setup/helpers.js';
 import { createServer, type RunningServer } from '../../src/server.js';
-import { Engine } from '../../src/engine/engine.js';
+import { Engine } from '../../src/app/engine.js';
 import { loadFunctions } from '../../src/redis/functions.js';
 import { redisTrouble } from '../../src/redis/replies.js';
 import { prefersGraphQLResponseJson } from '../../src/graphql/http-plugins.js';

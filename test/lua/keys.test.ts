@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
-import type { Engine } from '../../src/engine/engine.js';
+import type { Engine } from '../../src/app/engine.js';
 import { KEY_KINDS, tenantKeys, type KeyKind } from '../../src/redis/keys.js';
 import { createTestEngine, uniqueTenant } from '../setup/helpers.js';
 import { documentMachine } from '../setup/machines.js';

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { connectTestRedis, expectRejectedWithoutWrites, uniqueTenant } from '../setup/helpers.js';
 import { rateLimitKey, tenantKeyPattern } from '../../src/redis/keys.js';
-import { Engine } from '../../src/engine/engine.js';
+import { Engine } from '../../src/app/engine.js';
 
 let redis: Redis;
 beforeAll(async () => {

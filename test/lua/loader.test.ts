@@ -10,7 +10,7 @@ import { Redis } from 'ioredis';
 import { FunctionLoadError, LUA_DIR, loadFunctions, readLibraries } from '../../src/redis/functions.js';
 import { startPrivateRedis, type PrivateRedis } from '../setup/private-redis.js';
 import { LIMITS } from '../../src/limits.js';
-import { ID_PATTERN } from '../../src/engine/validation.js';
+import { ID_PATTERN } from '../../src/core/validation.js';
 
 const LIBRARIES = ['atomflow_limits', 'atomflow_orders', 'atomflow_sagas', 'atomflow_scheduler', 'atomflow_workflows'];
 

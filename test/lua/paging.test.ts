@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
-import type { Engine } from '../../src/engine/engine.js';
+import type { Engine } from '../../src/app/engine.js';
 import type { Page } from '../../src/workflows/workflows.engine.js';
 import { createTestEngine, expectRejectedWithoutWrites, uniqueTenant } from '../setup/helpers.js';
 import { documentMachine } from '../setup/machines.js';

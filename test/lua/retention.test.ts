@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
-import { Engine } from '../../src/engine/engine.js';
+import { Engine } from '../../src/app/engine.js';
 import { createTestEngine, uniqueTenant } from '../setup/helpers.js';
 import { documentMachine } from '../setup/machines.js';
 

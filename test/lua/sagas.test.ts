@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
-import { Engine } from '../../src/engine/engine.js';
+import { Engine } from '../../src/app/engine.js';
 import type { SagaStep } from '../../src/sagas/sagas.engine.js';
 import { fcall, fcallReadOnly } from '../../src/redis/replies.js';
 import { createTestEngine, expectRejectedWithoutWrites, snapshotTenant, uniqueTenant } from '../setup/helpers.js';

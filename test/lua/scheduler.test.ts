@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Redis } from 'ioredis';
-import type { Engine } from '../../src/engine/engine.js';
+import type { Engine } from '../../src/app/engine.js';
 import type { SchedulerEngine } from '../../src/scheduler/scheduler.engine.js';
 import { SchedulerWorker } from '../../src/worker/scheduler.worker.js';
 import { createTestEngine, expectRejectedWithoutWrites, snapshotTenant, uniqueTenant } from '../setup/helpers.js';

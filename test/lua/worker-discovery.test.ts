@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { freePort, startPrivateRedis, type PrivateRedis } from '../setup/private-redis.js';
-import { Engine } from '../../src/engine/engine.js';
+import { Engine } from '../../src/app/engine.js';
 import { loadFunctions } from '../../src/redis/functions.js';
 import { acrossTenants, tenantKeys } from '../../src/redis/keys.js';
 import { SchedulerWorker } from '../../src/worker/scheduler.worker.js';

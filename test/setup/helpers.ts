@@ -7,7 +7,7 @@ import { inject } from 'vitest';
 import { Redis } from 'ioredis';
 import { loadFunctions } from '../../src/redis/functions.js';
 import { tenantKeyPattern } from '../../src/redis/keys.js';
-import { Engine } from '../../src/engine/engine.js';
+import { Engine } from '../../src/app/engine.js';
 
 export function redisUrl(): string {
   return inject('redisUrl');

@@ -3,7 +3,7 @@
  * one method per Redis Function in lua/<area>.lua.
  */
 import type { Redis } from 'ioredis';
-import { DEFAULT_ENGINE_OPTIONS, EngineContext, type EngineOptions } from './context.js';
+import { DEFAULT_ENGINE_OPTIONS, EngineContext, type EngineOptions } from '../engine/context.js';
 import { WorkflowEngine } from '../workflows/workflows.engine.js';
 import { SchedulerEngine } from '../scheduler/scheduler.engine.js';
 import { OrderEngine } from '../orders/orders.engine.js';

@@ -10,7 +10,7 @@ import { StateMachineResolver, WorkflowResolver } from '../workflows/workflow.re
 import { AccountResolver, OrderResolver, ProductResolver } from '../orders/order.resolver.js';
 import { SagaResolver } from '../sagas/saga.resolver.js';
 import { ScheduledTransitionResolver } from '../scheduler/scheduled-transition.resolver.js';
-import { DateTimeScalar } from './scalars.js';
+import { DateTimeScalar } from '../graphql/scalars.js';
 import { applyPolicy } from '../auth/policy.js';
 
 export const resolvers = [
@@ -41,7 +41,7 @@ export async function buildGraphQLSchema(): Promise<GraphQLSchema> {
   const schema = await buildSchema({
     resolvers,
     pubSub: noTopics,
-    // inputs are validated by the engine (src/engine/validation.ts) and again in Lua
+    // inputs are validated by the engine (src/core/validation.ts) and again in Lua
     validate: false,
     scalarsMap: [{ type: Date, scalar: DateTimeScalar }],
   });
