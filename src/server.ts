@@ -17,6 +17,7 @@ import type { Config } from './config.js';
 import { Engine } from './engine/engine.js';
 import { createContext, DEFAULT_TENANT, type GraphQLContext } from './graphql/context.js';
 import { formatGraphQLError } from './graphql/errors.js';
+import { jitGateway } from './graphql/executor.js';
 import { buildGraphQLSchema } from './graphql/schema.js';
 import { createLog, type Log } from './log.js';
 import { createEventRelay } from './pubsub.js';
@@ -108,7 +109,8 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   );
 
   const apollo = new ApolloServer<GraphQLContext>({
-    schema,
+    // the schema, executed by graphql-jit (src/graphql/executor.ts)
+    gateway: jitGateway(schema),
     includeStacktraceInErrorResponses: false,
     // src/main.ts owns SIGTERM/SIGINT and stops everything in order (worker, HTTP, sockets, Redis)
     stopOnTerminationSignals: false,
