@@ -5,6 +5,7 @@
  * both use the one schema and build the context with createContext.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { GraphQLFormattedError } from 'graphql';
 import type { AddressInfo } from 'node:net';
 import { ApolloServer, HeaderMap, type HTTPGraphQLRequest, type HTTPGraphQLResponse } from '@apollo/server';
 import { ApolloServerPluginCacheControlDisabled } from '@apollo/server/plugin/disabled';
@@ -17,7 +18,7 @@ import type { Config } from './config.js';
 import { Engine } from './engine/engine.js';
 import { createContext, DEFAULT_TENANT, type GraphQLContext } from './graphql/context.js';
 import { formatGraphQLError } from './graphql/errors.js';
-import { jitGateway } from './graphql/executor.js';
+import { createJitExecution } from './graphql/executor.js';
 import { buildGraphQLSchema } from './graphql/schema.js';
 import { createLog, type Log } from './log.js';
 import { createEventRelay } from './pubsub.js';
@@ -108,13 +109,15 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     wsServer,
   );
 
+  const formatError = (formatted: GraphQLFormattedError, error: unknown) => formatGraphQLError(formatted, error, errorFormat);
+  // graphql-jit executes the schema, in Apollo and on the fast path (src/graphql/executor.ts)
+  const jit = createJitExecution(schema, { formatError });
   const apollo = new ApolloServer<GraphQLContext>({
-    // the schema, executed by graphql-jit (src/graphql/executor.ts)
-    gateway: jitGateway(schema),
+    gateway: jit.gateway,
     includeStacktraceInErrorResponses: false,
     // src/main.ts owns SIGTERM/SIGINT and stops everything in order (worker, HTTP, sockets, Redis)
     stopOnTerminationSignals: false,
-    formatError: (formatted, error) => formatGraphQLError(formatted, error, errorFormat),
+    formatError,
     plugins: [
       ApolloServerPluginCacheControlDisabled(),
       ApolloServerPluginDrainHttpServer({ httpServer }),
@@ -157,12 +160,22 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     } catch (err) {
       return sendJson(res, (err as { status?: number }).status ?? 400, { errors: [{ message: (err as Error).message, extensions: { code: 'BAD_REQUEST' } }] });
     }
+    const contextValue = () => createContext(engine, tenant);
+    const fast = await jit.tryFastPath(
+      { method: req.method, contentType: req.headers['content-type'], accept: req.headers.accept, body },
+      contextValue,
+    );
+    if (fast) {
+      res.setHeader('content-type', fast.contentType);
+      res.end(fast.body);
+      return;
+    }
     const headers = new HeaderMap();
     for (const [name, value] of Object.entries(req.headers)) {
       if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
     }
     const httpGraphQLRequest: HTTPGraphQLRequest = { method: (req.method ?? 'GET').toUpperCase(), headers, search: url.search, body };
-    const response = await apollo.executeHTTPGraphQLRequest({ httpGraphQLRequest, context: async () => createContext(engine, tenant) });
+    const response = await apollo.executeHTTPGraphQLRequest({ httpGraphQLRequest, context: async () => contextValue() });
     for (const [name, value] of response.headers) res.setHeader(name, value);
     res.statusCode = graphqlOverHttpStatus(response);
     if (response.body.kind === 'complete') {
@@ -205,6 +218,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     stop() {
       stopping ??= (async () => {
         await worker?.stop();
+        jit.disable();
         await apollo.stop(); // stops accepting, finishes in-flight requests, closes subscriptions
         await relay.close();
         redis.disconnect();

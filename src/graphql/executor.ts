@@ -15,7 +15,7 @@
  *   twice;
  * - operations graphql-jit cannot compile, and subscriptions sent over HTTP, run through graphql-js.
  */
-import { execute, GraphQLError, type DocumentNode, type ExecutionResult, type GraphQLSchema } from 'graphql';
+import { execute, getOperationAST, GraphQLError, type DocumentNode, type ExecutionResult, type GraphQLFormattedError, type GraphQLSchema } from 'graphql';
 import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
 import type { ApolloServerOptionsWithGateway, BaseContext } from '@apollo/server';
 
@@ -41,44 +41,126 @@ export function toGraphQLJsError(error: GraphQLError): GraphQLError {
   return rebuilt;
 }
 
-export function createJitExecutor(schema: GraphQLSchema): GatewayExecutor {
-  const cache = new WeakMap<DocumentNode, Compiled>();
+/** Apollo's formatError: the error as Apollo formats it, and the error itself. */
+export type FormatError = (formatted: GraphQLFormattedError, error: unknown) => GraphQLFormattedError;
+
+/** A request as the fast path sees it: method, two headers and the parsed body. */
+export interface FastPathRequest {
+  method: string | undefined;
+  contentType: string | undefined;
+  accept: string | undefined;
+  body: unknown;
+}
+
+export interface FastPathResponse {
+  contentType: string;
+  body: string;
+}
+
+/** Documents Apollo has parsed and validated, by query text; bounded, first come first kept. */
+const MAX_VALIDATED_DOCUMENTS = 1000;
+/** Apollo's content type of a single result, for the accept headers the fast path takes. */
+const CONTENT_TYPE_FOR_ACCEPT = new Map<string | undefined, string>([
+  [undefined, 'application/json; charset=utf-8'],
+  ['', 'application/json; charset=utf-8'],
+  ['*/*', 'application/json; charset=utf-8'],
+  ['application/json', 'application/json; charset=utf-8'],
+  ['application/graphql-response+json', 'application/graphql-response+json; charset=utf-8'],
+]);
+const BODY_FIELDS = new Set(['query', 'variables', 'operationName']);
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+export interface JitExecution {
+  /** Pass as `gateway` (instead of `schema`) to `new ApolloServer`. */
+  gateway: Gateway;
+  /**
+   * Answers a plain POST of a query or mutation whose text Apollo has already validated, as Apollo
+   * would answer it (same status 200, content type and body, errors formatted by `formatError`),
+   * without Apollo's per-request pipeline; null when the request is anything else, and then Apollo
+   * answers it. Never null once a resolver has run.
+   */
+  tryFastPath(request: FastPathRequest, context: () => unknown): Promise<FastPathResponse | null>;
+  /** Stops the fast path (the server is stopping: Apollo answers what still arrives). */
+  disable(): void;
+}
+
+export function createJitExecution(schema: GraphQLSchema, options: { formatError: FormatError }): JitExecution {
+  const compiledByDocument = new WeakMap<DocumentNode, Compiled>();
+  const validated = new Map<string, DocumentNode>();
+  let enabled = true;
 
   function compiled(document: DocumentNode, operationName: string | undefined): CompiledQuery | null {
-    let byName = cache.get(document);
-    if (!byName) cache.set(document, (byName = new Map()));
+    let byName = compiledByDocument.get(document);
+    if (!byName) compiledByDocument.set(document, (byName = new Map()));
     const key = operationName ?? '';
     let query = byName.get(key);
     if (query === undefined) {
-      const result = compileQuery(schema, document, operationName, { disablingCapturingStackErrors: true });
-      query = isCompiledQuery(result) ? result : null;
+      const operation = getOperationAST(document, operationName);
+      const result = operation && operation.operation !== 'subscription' ? compileQuery(schema, document, operationName, { disablingCapturingStackErrors: true }) : null;
+      query = result && isCompiledQuery(result) ? result : null;
       byName.set(key, query);
     }
     return query;
   }
 
-  return async (requestContext) => {
-    const { document, operation, context } = requestContext;
+  const executor: GatewayExecutor = async (requestContext) => {
+    const { document, operation, context, source } = requestContext;
     const variables = requestContext.request.variables ?? {};
     const operationName = requestContext.request.operationName ?? undefined;
     const viaGraphqlJs = () => execute({ schema, document, contextValue: context, variableValues: variables, operationName }) as Promise<ExecutionResult>;
 
-    const query = operation && operation.operation !== 'subscription' ? compiled(document, operationName) : null;
+    const query = operation ? compiled(document, operationName) : null;
     if (!query) return viaGraphqlJs();
+    if (source !== undefined && !validated.has(source) && validated.size < MAX_VALIDATED_DOCUMENTS) validated.set(source, document);
     const result = await query.query(undefined, context, variables);
     // no data at all: the compiled function stopped before executing (variable coercion)
     if (!('data' in result)) return viaGraphqlJs();
     return result.errors ? { data: result.data, errors: result.errors.map(toGraphQLJsError) } : result;
   };
-}
 
-/**
- * Apollo's gateway interface over one fixed schema and the compiled executor: pass as `gateway`
- * instead of `schema` to `new ApolloServer`.
- */
-export function jitGateway(schema: GraphQLSchema): Gateway {
-  const executor = createJitExecutor(schema);
-  return {
+  /** As Apollo's normalizeAndFormatErrors (errorNormalize.js) with stack traces off. */
+  function formatErrors(errors: readonly GraphQLError[]): GraphQLFormattedError[] {
+    return errors.map((error) => {
+      try {
+        const extensions: Record<string, unknown> = { ...error.extensions, code: error.extensions.code ?? 'INTERNAL_SERVER_ERROR' };
+        delete extensions.http;
+        return options.formatError({ ...error.toJSON(), extensions }, error);
+      } catch {
+        return { message: 'Internal server error', extensions: { code: 'INTERNAL_SERVER_ERROR' } };
+      }
+    });
+  }
+
+  async function tryFastPath(request: FastPathRequest, context: () => unknown): Promise<FastPathResponse | null> {
+    if (!enabled || request.method !== 'POST' || request.contentType?.split(';')[0]?.trim().toLowerCase() !== 'application/json') return null;
+    const contentType = CONTENT_TYPE_FOR_ACCEPT.get(request.accept?.trim());
+    const body = request.body;
+    if (!contentType || !isPlainObject(body) || typeof body.query !== 'string') return null;
+    for (const field in body) if (!BODY_FIELDS.has(field)) return null;
+    const { variables, operationName } = body;
+    if (variables != null && !isPlainObject(variables)) return null;
+    if (operationName != null && typeof operationName !== 'string') return null;
+    const document = validated.get(body.query);
+    if (!document) return null;
+    const query = compiled(document, operationName ?? undefined);
+    if (!query) return null;
+    let contextValue: unknown;
+    try {
+      contextValue = await context();
+    } catch {
+      return null; // Apollo answers context creation failures
+    }
+    // from here on resolvers may run: always answer
+    const result = await query.query(undefined, contextValue, variables ?? {});
+    if (!('data' in result)) return null; // variable coercion failed before anything ran
+    const errors = result.errors ? formatErrors(result.errors.map(toGraphQLJsError)) : undefined;
+    return { contentType, body: `${JSON.stringify({ errors, data: result.data })}\n` };
+  }
+
+  const gateway: Gateway = {
     onSchemaLoadOrUpdate(callback) {
       callback({ apiSchema: schema, coreSupergraphSdl: '' });
       return () => {};
@@ -87,5 +169,12 @@ export function jitGateway(schema: GraphQLSchema): Gateway {
       return { schema, executor };
     },
     async stop() {},
+  };
+  return {
+    gateway,
+    tryFastPath,
+    disable: () => {
+      enabled = false;
+    },
   };
 }
