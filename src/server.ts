@@ -146,7 +146,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   }
 
   async function handleHttp(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    const url = parseRequestUrl(req.url);
     if (url.pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
     if (url.pathname === '/readyz') {
       const ok = await ready();
@@ -260,14 +260,8 @@ function sendJson(res: ServerResponse, status: number, value: unknown): void {
 
 async function readBody(req: IncomingMessage): Promise<unknown> {
   if (req.method === 'GET' || req.method === 'HEAD') return undefined;
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) throw Object.assign(new Error(`request body exceeds ${MAX_BODY_BYTES} bytes`), { status: 413 });
-    chunks.push(chunk as Buffer);
-  }
-  const text = Buffer.concat(chunks).toString('utf8');
+  const length = req.headers['content-length'];
+  const text = length !== undefined && Number(length) <= MAX_BODY_BYTES ? await readDeclaredBody(req) : await readBodyChunks(req);
   const type = req.headers['content-type'] ?? '';
   if (!type.includes('application/json')) return text;
   if (text === '') return undefined;
@@ -276,4 +270,34 @@ async function readBody(req: IncomingMessage): Promise<unknown> {
   } catch {
     throw Object.assign(new Error('request body is not valid JSON'), { status: 400 });
   }
+}
+
+async function readBodyChunks(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES) throw Object.assign(new Error(`request body exceeds ${MAX_BODY_BYTES} bytes`), { status: 413 });
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** A body whose content-length is within the limit (the HTTP parser holds it to that length), read with plain listeners. */
+function readDeclaredBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.once('end', () => resolve(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8')));
+    req.once('error', reject);
+    req.once('close', () => {
+      if (!req.complete) reject(new Error('the request was aborted'));
+    });
+  });
+}
+
+/** The path and query of a request; a URL object only when there is more than `/graphql` (every POST). */
+function parseRequestUrl(raw: string | undefined): { pathname: string; search: string } {
+  if (raw === GRAPHQL_PATH) return { pathname: GRAPHQL_PATH, search: '' };
+  return new URL(raw ?? '/', 'http://localhost');
 }
