@@ -15,9 +15,10 @@
  *   twice;
  * - operations graphql-jit cannot compile, and subscriptions sent over HTTP, run through graphql-js.
  */
-import { execute, getOperationAST, GraphQLError, type DocumentNode, type ExecutionResult, type GraphQLFormattedError, type GraphQLSchema } from 'graphql';
+import { execute, getOperationAST, GraphQLError, isObjectType, type DocumentNode, type ExecutionResult, type GraphQLFormattedError, type GraphQLSchema } from 'graphql';
 import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
 import type { ApolloServerOptionsWithGateway, BaseContext } from '@apollo/server';
+import { getMetadataStorage } from 'type-graphql';
 
 type Gateway = ApolloServerOptionsWithGateway<BaseContext>['gateway'];
 type GatewayExecutor = Awaited<ReturnType<Gateway['load']>>['executor'];
@@ -177,4 +178,35 @@ export function createJitExecution(schema: GraphQLSchema, options: { formatError
       enabled = false;
     },
   };
+}
+
+/**
+ * type-graphql gives every plain property field a resolver that runs the field's middlewares and
+ * answers `root[property]`; with no middlewares anywhere that is exactly graphql's default resolver,
+ * which graphql-jit inlines instead of calling a function per field (per list item). Removes those
+ * resolvers from `schema`; call it only when the schema was built with no global middlewares and no
+ * auth checker. A field keeps its resolver when it has middlewares or roles, is renamed
+ * (`@Field({ name })`), or any @FieldResolver anywhere has its name. Returns how many were removed.
+ */
+export function dropIdentityResolvers(schema: GraphQLSchema): number {
+  const storage = getMetadataStorage();
+  const resolvedNames = new Set(storage.fieldResolvers.map((r) => r.schemaName));
+  const classes = new Map(storage.objectTypes.map((o) => [o.name, o]));
+  const roots = new Set([schema.getQueryType(), schema.getMutationType(), schema.getSubscriptionType()]);
+  let removed = 0;
+  for (const type of Object.values(schema.getTypeMap())) {
+    if (!isObjectType(type) || roots.has(type) || type.name.startsWith('__')) continue;
+    const cls = classes.get(type.name);
+    if (!cls) continue;
+    const metas = cls.fields ?? storage.fields.filter((f) => f.target === cls.target);
+    for (const field of Object.values(type.getFields())) {
+      if (!field.resolve || resolvedNames.has(field.name)) continue;
+      const own = metas.filter((m) => m.schemaName === field.name);
+      const meta = own[0];
+      if (own.length !== 1 || !meta || meta.name !== meta.schemaName || meta.middlewares?.length || meta.roles) continue;
+      field.resolve = undefined;
+      removed++;
+    }
+  }
+  return removed;
 }

@@ -5,7 +5,8 @@
  */
 import 'reflect-metadata';
 import { lexicographicSortSchema, printSchema, type GraphQLSchema } from 'graphql';
-import { buildSchema, type PubSub } from 'type-graphql';
+import { buildSchema, type BuildSchemaOptions, type PubSub } from 'type-graphql';
+import { dropIdentityResolvers } from './executor.js';
 import { StateMachineResolver, WorkflowResolver } from '../workflows/workflow.resolver.js';
 import { AccountResolver, OrderResolver, ProductResolver } from '../orders/order.resolver.js';
 import { SagaResolver } from '../sagas/saga.resolver.js';
@@ -22,14 +23,19 @@ export const resolvers = [
   ScheduledTransitionResolver,
 ] as const;
 
-export function buildGraphQLSchema(pubSub: PubSub): Promise<GraphQLSchema> {
-  return buildSchema({
+export async function buildGraphQLSchema(pubSub: PubSub): Promise<GraphQLSchema> {
+  const options: BuildSchemaOptions = {
     resolvers,
     pubSub,
     // inputs are validated by the engine (src/engine/validation.ts) and again in Lua
     validate: false,
     scalarsMap: [{ type: Date, scalar: DateTimeScalar }],
-  });
+  };
+  const schema = await buildSchema(options);
+  // plain property fields answer without a resolver call (src/graphql/executor.ts); only while
+  // nothing (middleware, auth checker) runs for every field
+  if (!options.globalMiddlewares?.length && !options.authChecker) dropIdentityResolvers(schema);
+  return schema;
 }
 
 /** The SDL committed as schema.graphql: sorted, so it only changes when the API does. */
