@@ -1,18 +1,28 @@
 /**
- * A compiled executor for Apollo: graphql-jit compiles each validated operation once into a
- * JavaScript function, which then runs instead of graphql-js' `execute` (several times less work per
- * request than walking the AST). Plugged into Apollo through its gateway interface, the one way
- * Apollo 5 takes another executor; Apollo still parses, validates (both cached by document), builds
- * the context, formats errors (formatError) and writes the response.
+ * The compiled GraphQL executor: graphql-jit compiles each validated operation once into a JavaScript
+ * function, which then runs instead of graphql-js' `execute` (far less work per request than walking
+ * the AST). Three pieces, wired in by src/server.ts and src/graphql/schema.ts:
  *
- * What clients see must not change, so:
+ * - `gateway`: Apollo's gateway interface (the one way Apollo 5 takes another executor) over the one
+ *   schema. Apollo still parses and validates (cached by document), builds the context, formats errors
+ *   (formatError) and writes the response. The executor records each document Apollo validated.
+ * - `tryFastPath`: a POST (application/json) of a query or mutation whose text Apollo validated before
+ *   runs its compiled function directly, skipping Apollo's per-request pipeline (hashing, content
+ *   negotiation, request context, plugins), and is answered as Apollo answers it: status 200, the same
+ *   content type and `JSON.stringify({ errors, data }) + '\n'` body, errors formatted like Apollo's
+ *   normalizeAndFormatErrors followed by the same formatError. Anything else (GET, other accept
+ *   headers or body fields, a new document, variable errors, context creation failure) goes to Apollo;
+ *   test/api/fast-path.test.ts sends every kind of answer twice and compares the bytes.
+ * - `dropIdentityResolvers`: removes type-graphql's per-field resolvers that only read a property.
+ *
+ * What clients see does not change:
  * - errors from the compiled function are rebuilt as graphql-js GraphQLErrors (same message,
- *   locations, path, originalError and extensions): Apollo's error formatting and unwrapResolverError
- *   read them exactly as they read graphql-js' own;
+ *   locations, path, originalError and extensions), which Apollo's error formatting and
+ *   unwrapResolverError read exactly as they read graphql-js' own;
  * - whenever the compiled function did not execute (its variable coercion failed) the request runs
- *   through graphql-js' `execute`, so variable errors keep graphql-js' wording and AST nodes (from
- *   which Apollo derives BAD_USER_INPUT and the 400 status); nothing was resolved, so nothing runs
- *   twice;
+ *   through graphql-js' `execute` (or Apollo, on the fast path), so variable errors keep graphql-js'
+ *   wording and AST nodes (from which Apollo derives BAD_USER_INPUT and the 400 status); nothing was
+ *   resolved, so nothing runs twice;
  * - operations graphql-jit cannot compile, and subscriptions sent over HTTP, run through graphql-js.
  */
 import { execute, getOperationAST, GraphQLError, isObjectType, type DocumentNode, type ExecutionResult, type GraphQLFormattedError, type GraphQLSchema } from 'graphql';
