@@ -737,6 +737,27 @@ redis.register_function{function_name = 'bench_reply_encode', flags = {'no-write
     order = { userId = 'acct-1', productId = 'prod-1', quantity = 2, unitPriceCents = 350, totalCents = 700 },
   })
 end}
+-- bench_transition_shape: a compare-and-set transition that keeps what wf_transition keeps (history
+-- entry, event in the stream and published, ARGV[4] index entries moved), without decoding a machine
+-- (the allowed target is the caller's) and with concatenated texts. KEYS[1] workflow hash, [2] history,
+-- [3..4] indexes by state, [5] stream. ARGV[1] expected state, [2] new state, [3] channel, [4] indexes.
+redis.register_function('bench_transition_shape', function(keys, args)
+  local cur = redis.call('HMGET', keys[1], 'state', 'version', 'updatedAt')
+  if cur[1] ~= args[1] then return redis.error_reply('STATE_CONFLICT') end
+  local t = redis.call('TIME')
+  local now = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+  local version = string.format('%d', tonumber(cur[2]) + 1)
+  redis.call('HSET', keys[1], 'state', args[2], 'version', version, 'updatedAt', now)
+  redis.call('RPUSH', keys[2], '{"from":"' .. args[1] .. '","to":"' .. args[2] .. '","at":' .. now .. ',"version":' .. version .. ',"metadata":{}}')
+  for i = 1, tonumber(args[4]) do
+    redis.call('ZREM', keys[2 + i], args[1] .. ':' .. (cur[3] or '0') .. ':' .. keys[1])
+    redis.call('ZADD', keys[2 + i], 0, args[2] .. ':' .. now .. ':' .. keys[1])
+  end
+  local event = '{"type":"WORKFLOW_TRANSITION","from":"' .. args[1] .. '","to":"' .. args[2] .. '","version":' .. version .. ',"at":' .. now .. ',"metadata":{}}'
+  local event_id = redis.call('XADD', keys[5], 'MAXLEN', '~', 100000, '*', 'type', 'WORKFLOW_TRANSITION', 'data', event)
+  redis.call('PUBLISH', args[3], '{"eventId":"' .. event_id .. '",' .. event:sub(2))
+  return '{"state":"' .. args[2] .. '","version":' .. version .. ',"updatedAt":' .. now .. '}'
+end)
 -- 20 redis.call of a trivial command (KEYS[1]): what calling Redis from Lua costs beyond the command.
 redis.register_function{function_name = 'bench_call_overhead', flags = {'no-writes'}, callback = function(keys)
   for _ = 1, 20 do redis.call('EXISTS', keys[1]) end
@@ -924,6 +945,31 @@ async function redisCosts(redis: Redis): Promise<CostReport> {
         await redis.fcall('bench_cas_transition', 1, flow.key, from, flow.state);
       }),
     );
+
+    for (const indexes of [2, 0]) {
+      const flowsT = Array.from({ length: 16 }, (_, i) => ({ id: `tshape${indexes}-${i}`, state: 'a' as 'a' | 'b' }));
+      for (const f of flowsT) await redis.hset(m.workflow(f.id), 'state', 'a', 'version', 1, 'updatedAt', 0);
+      add(
+        await costOf(redis, `bench_transition_shape ${indexes}`, async (i) => {
+          const flow = flowsT[i % flowsT.length]!;
+          const from = flow.state;
+          flow.state = other(from);
+          await redis.fcall(
+            'bench_transition_shape',
+            5,
+            m.workflow(flow.id),
+            m.workflowHistory(flow.id),
+            m.indexAllByState(),
+            m.indexMachineByState(MACHINE),
+            m.events(),
+            from,
+            flow.state,
+            m.workflowChannel(),
+            indexes,
+          );
+        }),
+      );
+    }
 
     // profiling variants
     add(await costOf(redis, 'bench_noop', () => redis.fcall_ro('bench_noop', 0)));
@@ -1330,6 +1376,16 @@ async function main(): Promise<number> {
         `no index + 1 stream entry: ${shape(0, 1)}; each redis.call from Lua ${perRedisCall.toFixed(2)} µs`,
       target: ORDER_SHAPES.map(([i, st]) => (c(`bench_order_shape ${i} ${st}`).usecPerCall <= COST_TARGET * minimalOrder ? '✓' : '✗')).join(' '),
     });
+    const cas = c('bench_cas_transition').usecPerCall;
+    const tshape = (indexes: number) => {
+      const u = c(`bench_transition_shape ${indexes}`).usecPerCall;
+      return `${u.toFixed(1)} µs (${(u / cas).toFixed(1)}x)`;
+    };
+    addRow({
+      name: 'Redis µs per call, wf_transition reshaped (bench_transition_shape)',
+      result: `history + event + 2 index moves, no JSON: ${tshape(2)}; history + event, no index: ${tshape(0)}`,
+      target: [2, 0].map((i) => (c(`bench_transition_shape ${i}`).usecPerCall <= COST_TARGET * cas ? '✓' : '✗')).join(' '),
+    });
     addRow({
       name: 'Redis bytes per order: order_process vs minimal',
       result:
@@ -1360,7 +1416,7 @@ async function main(): Promise<number> {
     out.push('so absolute figures depend on what else runs: compare the ratios, which are measured side by side.');
     out.push('race: each client on its own connection orders 1 unit at a time until it sees the stock at 0.');
     out.push(`Redis: usec_per_call of FCALL (INFO commandstats), ${COST_CALLS} calls of one function at a time in ${COST_BATCHES} batches, the cheapest batch.`);
-    for (const name of ['order_process', 'bench_process_order', ...ORDER_SHAPES.map(([i, st]) => `bench_order_shape ${i} ${st}`), 'wf_transition', 'bench_cas_transition']) {
+    for (const name of ['order_process', 'bench_process_order', ...ORDER_SHAPES.map(([i, st]) => `bench_order_shape ${i} ${st}`), 'wf_transition', 'bench_cas_transition', 'bench_transition_shape 2', 'bench_transition_shape 0']) {
       out.push(`  ${name}: ${c(name).usecPerCall.toFixed(1)} µs, commands: ${c(name).inner.map((x) => `${fmt(x.perCall, 0)} ${x.command.toUpperCase()} ${x.usec.toFixed(1)} µs`).join(', ')}`);
     }
     out.push('');
