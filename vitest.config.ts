@@ -11,7 +11,7 @@ export default defineConfig({
   },
   test: {
     include: ['test/**/*.test.ts'],
-    globalSetup: ['test/setup/redis-server.ts'],
+    globalSetup: ['test/setup/redis-server.ts', 'test/setup/web-build.ts'],
     testTimeout: 20_000,
     hookTimeout: 30_000,
     // Files share one private redis-server; each works in its own tenant, so they may run in parallel.

@@ -1,7 +1,8 @@
 #!lua name=atomflow_sagas
+-- include: core
 -- Sagas: a list of steps over the tenant's saga data keys (hashes and sets) that either all take
 -- effect, or, when one step fails, leave every data key exactly as it was before the saga. The
--- shared prelude (lua/include/prelude.lua) is inserted after line 1 by the loader.
+-- loader inserts lua/include/core.lua after line 1.
 --
 -- Steps travel as JSON, one object per step with the full Redis key name of its data key:
 --   {"op":"HSET","key":K,"field":F,"value":V}     {"op":"HDEL","key":K,"field":F}
@@ -10,10 +11,7 @@
 -- A saga record (hash) keeps the outcome: id, status (COMPLETED | ROLLED_BACK), stepsCompleted,
 -- failedStep and error (only when rolled back), steps (the ARGV text it ran), createdAt.
 
-local LIBRARY_VERSION = '1'
-local MAX_SAGA_STEPS = 64
-local MAX_FIELD_BYTES = 1024      -- hash fields and set members
-local MAX_VALUE_BYTES = 16384     -- HSET values
+local LIBRARY_VERSION = '2'
 
 -- The operands each op takes: name -> required (true) or optional (false).
 local SAGA_OPS = {
@@ -80,9 +78,9 @@ local function parse_steps(keys, text)
       reject('BAD_USER_INPUT', what .. ': key must be one of the data keys passed in KEYS[2..]')
     end
     step.key = raw.key
-    if step.field ~= nil then check_text(step.field, what .. ' field', 1, MAX_FIELD_BYTES) end
-    if step.member ~= nil then check_text(step.member, what .. ' member', 1, MAX_FIELD_BYTES) end
-    if step.value ~= nil then check_text(step.value, what .. ' value', 0, MAX_VALUE_BYTES) end
+    if step.field ~= nil then check_text(step.field, what .. ' field', 1, MAX_SAGA_FIELD_BYTES) end
+    if step.member ~= nil then check_text(step.member, what .. ' member', 1, MAX_SAGA_FIELD_BYTES) end
+    if step.value ~= nil then check_text(step.value, what .. ' value', 0, MAX_SAGA_VALUE_BYTES) end
     if step.amount ~= nil then check_step_int(step.amount, what .. ' amount') end
     if step.min ~= nil then check_step_int(step.min, what .. ' min') end
     if step.max ~= nil then check_step_int(step.max, what .. ' max') end
@@ -171,6 +169,7 @@ end
   again, a member that was already present stays, a member SREM removed comes back).
   KEYS[1] saga record hash   KEYS[2..n] the distinct data keys the steps touch
   ARGV[1] saga id   ARGV[2] steps JSON (see the top of this file; each key one of KEYS[2..n])
+  ARGV[3] retention of the saga record, ms (1..10 years): the record expires that long after it ran
   A step fails when HINCRBY would leave [min, max] or the stored value is not an integer, or when
   Redis refuses it (a key of another type, an overflow); the saga is then ROLLED_BACK.
   Idempotent by saga id: the same ARGV[2] text again returns the stored outcome and runs nothing.
@@ -185,6 +184,7 @@ register('saga_execute', function(keys, args)
   local text = args[2]
   if type(text) ~= 'string' then reject('BAD_USER_INPUT', 'steps must be a non-empty JSON list') end
   local steps = parse_steps(keys, text)
+  local retention = check_int(args[3], 'retention', 1, MAX_RETENTION_MS)
 
   local stored = hgetall_table(keys[1])
   if stored.status then
@@ -220,6 +220,7 @@ register('saga_execute', function(keys, args)
   local flat = {}
   for field, value in pairs(record) do flat[#flat + 1] = field; flat[#flat + 1] = value end
   redis.call('HSET', keys[1], unpack(flat))
+  redis.call('PEXPIRE', keys[1], retention)
   return outcome_reply(record)
 end)
 
@@ -241,25 +242,51 @@ local function data_key_type(key, wanted)
   return t
 end
 
---[[ data_hash (no-writes): every field of a saga data hash.
-  KEYS[1] data key   Reply: JSON object of field -> value ({} when the key does not exist)
-  Errors: BAD_USER_INPUT (the key holds another type)
+-- One page of a data key with HSCAN/SSCAN: ARGV[1] scan cursor ('0' first), ARGV[2] count (1 to 100).
+local function scan_args(args)
+  local cursor = args[1]
+  if type(cursor) ~= 'string' or not cursor:find('^%d+$') or #cursor > 20 then reject('BAD_USER_INPUT', 'after is not a valid cursor') end
+  local count = tonumber(args[2])
+  if not count or count < 1 or count > 100 or count % 1 ~= 0 then reject('BAD_USER_INPUT', 'first must be an integer from 1 to 100') end
+  return cursor, count
+end
+
+local function next_cursor(cursor)
+  if cursor == '0' then return cjson.null end
+  return cursor
+end
+
+--[[ data_hash (no-writes): one page of a saga data hash (HSCAN; never the whole key).
+  KEYS[1] data key   ARGV[1] cursor ('0' for the first page)   ARGV[2] count (1 to 100)
+  Reply: JSON {"fields": {field: value}, "next": cursor or null}. About `count` fields a page (Redis
+  may return a few more, and every field of a small hash at once); a field present during the whole
+  walk is returned at least once. {"fields": {}, "next": null} when the key does not exist.
+  Errors: BAD_USER_INPUT (the key holds another type, a bad cursor or count)
 ]]
 register('data_hash', function(keys, args)
-  if data_key_type(keys[1], 'hash') == 'none' then return '{}' end
-  return cjson.encode(hgetall_table(keys[1]))
+  local cursor, count = scan_args(args)
+  if data_key_type(keys[1], 'hash') == 'none' then return '{"fields":{},"next":null}' end
+  local reply = redis.call('HSCAN', keys[1], cursor, 'COUNT', count)
+  local fields = {}
+  local flat = reply[2]
+  for i = 1, #flat, 2 do fields[flat[i]] = flat[i + 1] end
+  return cjson.encode({ fields = fields, next = next_cursor(reply[1]) })
 end, true)
 
---[[ data_set (no-writes): the members of a saga data set.
-  KEYS[1] data key   Reply: JSON list of members, sorted bytewise ([] when the key does not exist)
-  Errors: BAD_USER_INPUT (the key holds another type)
+--[[ data_set (no-writes): one page of a saga data set (SSCAN; never the whole key).
+  KEYS[1] data key   ARGV[1] cursor ('0' for the first page)   ARGV[2] count (1 to 100)
+  Reply: JSON {"members": [...], "next": cursor or null}: the page's members sorted bytewise (no
+  order across pages); paging as for data_hash. {"members": [], "next": null} when absent.
+  Errors: BAD_USER_INPUT (the key holds another type, a bad cursor or count)
 ]]
 register('data_set', function(keys, args)
-  if data_key_type(keys[1], 'set') == 'none' then return '[]' end
-  local members = redis.call('SMEMBERS', keys[1])
-  if #members == 0 then return '[]' end
+  local cursor, count = scan_args(args)
+  if data_key_type(keys[1], 'set') == 'none' then return '{"members":[],"next":null}' end
+  local reply = redis.call('SSCAN', keys[1], cursor, 'COUNT', count)
+  local members = reply[2]
+  if #members == 0 then return cjson.encode({ next = next_cursor(reply[1]) }) end
   table.sort(members)
-  return cjson.encode(members)
+  return cjson.encode({ members = members, next = next_cursor(reply[1]) })
 end, true)
 
 register('sagas_version', function() return cjson.encode({ library = 'atomflow_sagas', version = LIBRARY_VERSION }) end, true)

@@ -1,15 +1,41 @@
 #!lua name=atomflow_workflows
--- State machines and workflows. The shared prelude (lua/include/prelude.lua) is inserted after
--- line 1 by the loader; see it for the workflow key block and the event ARGV block.
+-- include: core, orders, workflow
+-- State machines and workflows. The loader inserts the parts named above (lua/include/) after line
+-- 1; see lua/include/workflow.lua for the workflow key block and lua/include/core.lua for the event
+-- ARGV block.
 
-local LIBRARY_VERSION = '1'
+local LIBRARY_VERSION = '3'
+local MAX_MACHINES = 1000   -- per tenant, the built-in order machine included
+
+local function same_list(a, b)
+  if type(a) ~= 'table' or type(b) ~= 'table' or #a ~= #b then return false end
+  for i = 1, #a do if a[i] ~= b[i] then return false end end
+  return true
+end
+
+-- Two definitions are the same when initial state, states, rules (merged, in order) and terminal
+-- states are.
+local function same_definition(a, b)
+  if a.initialState ~= b.initialState or not same_list(a.states, b.states)
+      or not same_list(a.terminalStates, b.terminalStates) or #a.transitions ~= #b.transitions then
+    return false
+  end
+  for i, rule in ipairs(a.transitions) do
+    if rule.from ~= b.transitions[i].from or not same_list(rule.to, b.transitions[i].to) then return false end
+  end
+  return true
+end
 
 --[[ machine_define: define a machine, or a new version of it.
   KEYS[1] machine hash   KEYS[2] machine name set
   ARGV[1] name   ARGV[2] definition JSON {initialState, states, transitions:[{from,to:[...]}],
           terminalStates (optional: default, the states with no outgoing transition)}
-  Reply: the stored definition {name, version, initialState, states, transitions, terminalStates}
-  Errors: BAD_USER_INPUT (invalid definition, or the built-in 'order' machine)
+  Reply: the stored definition {name, version, initialState, states, transitions, terminalStates};
+  a definition identical to the current version (after merging rules and defaulting terminal
+  states) adds no version: the reply is the current one
+  Errors: BAD_USER_INPUT (invalid definition, the built-in 'order' machine, or a new machine beyond
+          MAX_MACHINES: machine_names reads the whole name set, so it stays one page), STALE_KEYS
+          (KEYS[1] holds another machine)
 ]]
 register('machine_define', function(keys, args)
   local name = check_name(args[1], 'machine name')
@@ -65,11 +91,20 @@ register('machine_define', function(keys, args)
     end
   end
 
+  local current = load_machine(keys[1])
+  if current then check_owner(current.name, name, 'machine') end
+  if redis.call('SISMEMBER', keys[2], name) == 0 and redis.call('SCARD', keys[2]) >= MAX_MACHINES then
+    reject('BAD_USER_INPUT', 'a tenant has at most ' .. MAX_MACHINES .. ' machines')
+  end
+
   local version = tonumber(redis.call('HGET', keys[1], 'current') or '0') + 1
   local definition = {
     name = name, version = version, initialState = input.initialState, states = input.states,
     transitions = kept, terminalStates = terminal,
   }
+  if current and same_definition(current, definition) then
+    return redis.call('HGET', keys[1], 'v' .. fmt_int(current.version))
+  end
   local text = cjson.encode(definition)
   redis.call('HSET', keys[1], 'current', version, 'v' .. version, text)
   redis.call('SADD', keys[2], name)
@@ -81,6 +116,8 @@ end)
   Reply: {"created": true|false}
 ]]
 register('machine_ensure_order', function(keys, args)
+  local current = load_machine(keys[1])
+  if current then check_owner(current.name, ORDER_MACHINE, 'machine') end
   return cjson.encode({ created = ensure_order_machine(keys[1], keys[2]) })
 end)
 
@@ -107,47 +144,53 @@ register('machine_names', function(keys, args)
 end, true)
 
 --[[ wf_start: start a workflow in its machine's initial state.
-  KEYS[1..8] the workflow key block (see the prelude)
-  ARGV[1..3] the event block   ARGV[4] workflow id   ARGV[5] machine name
-  ARGV[6] metadata as JSON [[keyJson, valueJson], ...]
+  KEYS[1..8] the workflow key block (see lua/include/workflow.lua)
+  ARGV[1..4] the event block   ARGV[5] workflow id   ARGV[6] machine name
+  ARGV[7] metadata as JSON [[keyJson, valueJson], ...]
   Reply: the workflow. Events: WORKFLOW_TRANSITION {from: null, to: initial}
-  Errors: BAD_USER_INPUT, NOT_FOUND (machine), ALREADY_EXISTS (id)
+  Errors: BAD_USER_INPUT, NOT_FOUND (machine), ALREADY_EXISTS (id), STALE_KEYS (a key of the block
+          belongs to another workflow or machine: nothing is written)
 ]]
 register('wf_start', function(keys, args)
   local k = workflow_keys(keys, 1)
   local ctx = event_context(args)
-  local id = check_id(args[4], 'workflow id')
-  local machine_name = check_name(args[5], 'machine')
+  local id = check_id(args[5], 'workflow id')
+  local machine_name = check_name(args[6], 'machine')
   if machine_name == ORDER_MACHINE then reject('BAD_USER_INPUT', 'orders are created by processOrder, not started directly') end
-  local meta_pairs = parse_metadata_pairs(args[6])
+  local meta_pairs = parse_metadata_pairs(args[7])
   check_metadata_size(meta_pairs, 'metadata')
   local definition = load_machine(k.machine)
   if not definition then reject('NOT_FOUND', 'machine ' .. machine_name .. ' not found') end
-  if redis.call('EXISTS', k.workflow) == 1 then reject('ALREADY_EXISTS', 'workflow ' .. id .. ' already exists') end
+  if not check_new_workflow(k, id, machine_name) then reject('ALREADY_EXISTS', 'workflow ' .. id .. ' already exists') end
   local wf = create_workflow(k, ctx, id, machine_name, definition, 'workflow', meta_pairs, nil, now_ms())
   return cjson.encode(workflow_reply(wf, definition))
 end)
 
 --[[ wf_transition: move a workflow (or an order) to another state.
-  KEYS[1..8] the workflow key block; KEYS[9] product stock, KEYS[10] account balance for orders
-  ARGV[1..3] the event block   ARGV[4] workflow id   ARGV[5] machine (routing)
-  ARGV[6] order userId (routing, '' otherwise)   ARGV[7] order productId (routing, '' otherwise)
-  ARGV[8] target state   ARGV[9] expected current state or ''   ARGV[10] expected version or ''
-  ARGV[11] metadata pairs JSON (merged key by key)
+  KEYS[1..8] the workflow key block; KEYS[9] product stock, KEYS[10] account balance, KEYS[11]
+  account order index for orders
+  ARGV[1..4] the event block   ARGV[5] workflow id   ARGV[6] machine (routing)
+  ARGV[7] order userId (routing, '' otherwise)   ARGV[8] order productId (routing, '' otherwise)
+  ARGV[9] target state   ARGV[10] expected current state or ''   ARGV[11] expected version or ''
+  ARGV[12] metadata pairs JSON (merged key by key)
   Reply: the workflow. Events: WORKFLOW_TRANSITION; for orders also ORDER_<STATE> on the orders
   channel; moving an order to cancelled or returned refunds totalCents and restocks its quantity.
+  With a terminal retention (event block), a workflow reaching a terminal state leaves the listings
+  (an order also its account's orders) and expires after it.
   Errors: BAD_USER_INPUT, NOT_FOUND, INVALID_TRANSITION, STATE_CONFLICT, VERSION_CONFLICT, STALE_KEYS
+          (routing changed, or a key of the block belongs to another workflow, machine, product or
+          account: nothing is written)
 ]]
 register('wf_transition', function(keys, args)
   local k = workflow_keys(keys, 1)
   local ctx = event_context(args)
-  local id = check_id(args[4], 'workflow id')
-  local routing = { machine = args[5], userId = args[6], productId = args[7] }
-  local to = check_name(args[8], 'target state')
+  local id = check_id(args[5], 'workflow id')
+  local routing = { machine = args[6], userId = args[7], productId = args[8] }
+  local to = check_name(args[9], 'target state')
   local expected_from, expected_version = nil, nil
-  if args[9] ~= '' then expected_from = check_name(args[9], 'expected state') end
-  if args[10] ~= '' then expected_version = check_int(args[10], 'expected version', 1, MAX_INT32) end
-  local meta_pairs = parse_metadata_pairs(args[11])
+  if args[10] ~= '' then expected_from = check_name(args[10], 'expected state') end
+  if args[11] ~= '' then expected_version = check_int(args[11], 'expected version', 1, MAX_INT32) end
+  local meta_pairs = parse_metadata_pairs(args[12])
   local wf = load_routed_workflow(k, id, routing)
   local plan = plan_transition(k, wf, { to = to, expected_from = expected_from, expected_version = expected_version, meta_pairs = meta_pairs })
   apply_transition(k, ctx, plan, now_ms())
@@ -175,8 +218,11 @@ register('wf_route', function(keys, args)
 end, true)
 
 --[[ wf_history (no-writes): a page of a workflow's history, oldest first.
-  KEYS[1] history list   ARGV[1] offset   ARGV[2] page size
-  Reply: {"entries": [{from, to, at, version, metadata}, ...], "next": offset or null}
+  KEYS[1] history list   ARGV[1] the version of the last entry already seen (0: from the start;
+  entry N holds version N, so this is a keyset position, stable as entries are appended)
+  ARGV[2] page size
+  Reply: {"entries": [{workflowId, from, to, at, version, metadata}, ...], "next": the last version
+  of the page, or null on the last page
 ]]
 register('wf_history', function(keys, args)
   local entries, next_offset = list_page(keys[1], args[1], args[2])

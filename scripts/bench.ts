@@ -4,9 +4,11 @@
  *
  * Starts a private redis-server on a free port and, against it, two server processes of the same kind
  * (`node --import tsx`, NODE_ENV=production, worker off, tenant `default`):
- *   - atomflow (src/main.ts), the GraphQL endpoint;
+ *   - atomflow (src/main.ts), the GraphQL endpoint, with AUTH_JWT_SECRET a per-run random secret and
+ *     the rate limit off (RATE_LIMIT_PER_S=0); every request and WebSocket connection of the bench
+ *     carries an admin token of tenant `default` signed with it;
  *   - the bare route (scripts/bench-bare-server.ts): node:http making the same engine calls, JSON in
- *     and JSON out, nothing else.
+ *     and JSON out, nothing else (no authentication: the token it is sent goes unread).
  * Then, at 64 concurrent clients each:
  *   1. processOrder, product(id) and workflow(id) { history(first: 10) } three ways: the engine called
  *      in this process, the bare route, GraphQL; in `--rounds` rounds (5; 1 with --quick) of a warm-up
@@ -30,6 +32,7 @@
  * an error). Stops both server processes (SIGTERM) and redis-server at the end, also on error or Ctrl-C.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -39,6 +42,7 @@ import { fileURLToPath } from 'node:url';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
 import { Redis } from 'ioredis';
+import { SignJWT } from 'jose';
 import { Engine } from '../src/engine/engine.js';
 import { EngineError } from '../src/engine/errors.js';
 import type { ProcessOrderInput } from '../src/orders/orders.engine.js';
@@ -71,6 +75,15 @@ const COMMAND_LINE = `npm run bench${argv.length ? ` -- ${argv.join(' ')}` : ''}
 
 /** The server processes serve tenant `default`; the bench's redis-server is private, so that is its own. */
 const TENANT = DEFAULT_TENANT;
+/** The servers verify tokens with this per-run secret; the rate limit is off for the bench. */
+const BENCH_SECRET = randomBytes(32).toString('base64url');
+/** An admin token of the bench's tenant: every HTTP request and WebSocket connection carries it. */
+const BENCH_TOKEN = await new SignJWT({ tenant: TENANT, role: 'admin' })
+  .setProtectedHeader({ alg: 'HS256' })
+  .setSubject('bench')
+  .setExpirationTime('12h')
+  .sign(new TextEncoder().encode(BENCH_SECRET));
+const AUTHORIZATION = `Bearer ${BENCH_TOKEN}`;
 const CONCURRENCY = 64;
 /** Workflows per client in the transition rows: each client moves only its own, so none contend. */
 const FLOWS_PER_CLIENT = 4;
@@ -276,6 +289,8 @@ function startServerProcess(label: string, script: string, redisUrl: string, end
       PORT: '0',
       LOG_LEVEL: 'info',
       WORKER_ENABLED: 'false',
+      AUTH_JWT_SECRET: BENCH_SECRET,
+      RATE_LIMIT_PER_S: '0',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -325,7 +340,8 @@ function startServerProcess(label: string, script: string, redisUrl: string, end
       progress(`${label}| ${line}`);
     });
     readline.createInterface({ input: child.stdout! }).on('line', (line) => {
-      progress(`${label}| ${line}`);
+      // atomflow logs one JSON line per request (and it costs what it costs in production): not echoed
+      if (!line.includes('"msgType":"request"')) progress(`${label}| ${line}`);
       const url = endpoint.exec(line)?.[1];
       if (!url || settled) return;
       settled = true;
@@ -344,11 +360,16 @@ interface GraphQLReply<T> {
   errors?: { message: string; extensions?: { code?: string } }[];
 }
 
-/** One HTTP request on a keep-alive `agent` (node:http: far cheaper per request than fetch). */
+/**
+ * One HTTP request on a keep-alive `agent` (node:http: far cheaper per request than fetch), with the
+ * bench's token (the bare route ignores it: it does no authentication).
+ */
 function request(agent: http.Agent, url: URL, method: 'GET' | 'POST', body?: unknown): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    const headers: http.OutgoingHttpHeaders = payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {};
+    const headers: http.OutgoingHttpHeaders = payload
+      ? { 'content-type': 'application/json', 'content-length': payload.length, authorization: AUTHORIZATION }
+      : { authorization: AUTHORIZATION };
     const req = http.request({ agent, hostname: url.hostname, port: url.port, path: url.pathname + url.search, method, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -480,7 +501,8 @@ async function checkOrders(redis: Redis): Promise<Check[]> {
   let stored = 0;
   let listed = 0;
   for (let a = 0; a < ACCOUNTS; a++) {
-    const ids = await redis.lrange(k.accountOrders(accountId(a)), 0, -1);
+    // members of the account's order index: '<inverted sequence (13 digits)>:<orderId>'
+    const ids = (await redis.zrange(k.accountOrders(accountId(a)), 0, -1)).map((m) => m.slice(14));
     listed += ids.length;
     const pipeline = redis.pipeline();
     for (const id of ids) pipeline.hmget(k.workflow(id), 'userId', 'productId', 'quantity', 'totalCents');
@@ -499,7 +521,7 @@ async function checkOrders(redis: Redis): Promise<Check[]> {
   let consumedTotal = 0;
   for (let p = 0; p < PRODUCTS; p++) {
     const id = productId(p);
-    const consumed = INITIAL_STOCK - Number(await redis.get(k.productStock(id)));
+    const consumed = INITIAL_STOCK - Number(await redis.hget(k.productStock(id), 'stock'));
     consumedTotal += consumed;
     if (consumed !== (storedConsumed.get(id) ?? 0) || consumed !== (confirmed.perProduct.get(id) ?? 0)) stockOk = false;
   }
@@ -507,7 +529,7 @@ async function checkOrders(redis: Redis): Promise<Check[]> {
   let spentTotal = 0;
   for (let a = 0; a < ACCOUNTS; a++) {
     const id = accountId(a);
-    const spent = INITIAL_BALANCE - Number(await redis.get(k.accountBalance(id)));
+    const spent = INITIAL_BALANCE - Number(await redis.hget(k.accountBalance(id), 'balanceCents'));
     spentTotal += spent;
     const told = confirmed.perAccount.get(id) ?? { orders: 0, spent: 0 };
     if (spent !== (storedSpent.get(id) ?? 0) || spent !== told.spent) moneyOk = false;
@@ -549,9 +571,9 @@ async function checkNoOversell(engine: Engine, redis: Redis): Promise<Check> {
     }),
   );
   const k = tenantKeys(TENANT);
-  const left = Number(await redis.get(k.productStock(product)));
-  const balance = Number(await redis.get(k.accountBalance('buyer')));
-  const listed = await redis.llen(k.accountOrders('buyer'));
+  const left = Number(await redis.hget(k.productStock(product), 'stock'));
+  const balance = Number(await redis.hget(k.accountBalance('buyer'), 'balanceCents'));
+  const listed = await redis.zcard(k.accountOrders('buyer'));
   const ok = sold === stock && outOfStock === attempts - stock && other === 0 && left === 0 && listed === stock && balance === (attempts - stock) * 1000;
   return {
     ok,
@@ -578,12 +600,13 @@ const raceUser = (c: number) => `racer-${c}`;
 
 /**
  * Every client places 1-unit orders on its own connection until it sees the product sold out (or the
- * time cap passes). `attempt` places one order: 'sold', 'soldOut', or 'aborted' (tried again).
+ * time cap passes). `attempt` places one order: 'sold', 'soldOut', or 'aborted' (tried again);
+ * `stockLeft` reads the stock afterwards.
  */
 async function race(
   way: string,
   conns: Redis[],
-  stockKey: string,
+  stockLeft: () => Promise<number>,
   attempt: (conn: Redis, c: number, orderId: string) => Promise<'sold' | 'soldOut' | 'aborted'>,
 ): Promise<RaceResult> {
   progress(`bench: race, ${way} (${conns.length} clients, ${RACE_STOCK} units)`);
@@ -613,7 +636,7 @@ async function race(
     }),
   );
   const elapsedMs = performance.now() - start;
-  const left = Number(await conns[0]!.get(stockKey));
+  const left = await stockLeft();
   return { way, sold, units: sold, aborts, elapsedMs, oversold: Math.max(0, sold - RACE_STOCK), errors, firstError: firstError ?? (left < 0 && sold <= RACE_STOCK ? `stock ${left}` : undefined) };
 }
 
@@ -634,8 +657,10 @@ async function raceThreeWays(url: string): Promise<RaceResult[]> {
       const engines = conns.map((c) => new Engine(c));
       await engines[0]!.orders.restock(tenant, 'hot', RACE_STOCK);
       await Promise.all(conns.map((_, c) => engines[0]!.orders.deposit(tenant, raceUser(c), RACE_STOCK * RACE_PRICE * 10)));
+      const stockKey = tenantKeys(tenant).productStock('hot');
+      const stockLeft = async () => Number(await conns[0]!.hget(stockKey, 'stock'));
       results.push(
-        await race('Redis Function, one FCALL', conns, tenantKeys(tenant).productStock('hot'), async (_conn, c, orderId) => {
+        await race('Redis Function, one FCALL', conns, stockLeft, async (_conn, c, orderId) => {
           try {
             await engines[c]!.orders.processOrder(tenant, { orderId, userId: raceUser(c), productId: 'hot', quantity: 1, unitPriceCents: RACE_PRICE });
             return 'sold';
@@ -655,7 +680,7 @@ async function raceThreeWays(url: string): Promise<RaceResult[]> {
       await conns[0]!.set(stockKey, RACE_STOCK);
       await Promise.all(conns.map((_, c) => conns[0]!.set(k.accountBalance(raceUser(c)), RACE_STOCK * RACE_PRICE * 10)));
       results.push(
-        await race(watch ? 'client-side WATCH/MULTI' : 'client-side, no WATCH', conns, stockKey, async (conn, c, orderId) => {
+        await race(watch ? 'client-side WATCH/MULTI' : 'client-side, no WATCH', conns, async () => Number(await conns[0]!.get(stockKey)), async (conn, c, orderId) => {
           const balanceKey = k.accountBalance(raceUser(c));
           if (watch) await conn.watch(stockKey, balanceKey);
           const stock = Number(await conn.get(stockKey));
@@ -1092,7 +1117,7 @@ async function main(): Promise<number> {
     progress('bench: starting redis-server, atomflow and the bare route');
     const privateRedis = await startPrivateRedis();
     resources.redis = privateRedis;
-    const server = await startServerProcess('atomflow', 'src/main.ts', privateRedis.url, /GraphQL endpoint: (\S+)/);
+    const server = await startServerProcess('atomflow', 'src/main.ts', privateRedis.url, /GraphQL endpoint: ([^\s"]+)/);
     resources.servers.push(server);
     const bareServer = await startServerProcess('bare', 'scripts/bench-bare-server.ts', privateRedis.url, /bare endpoint: (\S+)/);
     resources.servers.push(bareServer);
@@ -1281,7 +1306,13 @@ async function main(): Promise<number> {
     const before = await subscribers();
     const arrivals = new Map<number, (at: number) => void>();
     let subscriptionError: unknown = null;
-    const ws = createClient({ url: server.url.replace(/^http/, 'ws'), webSocketImpl: WebSocket, lazy: false, retryAttempts: 0 });
+    const ws = createClient({
+      url: server.url.replace(/^http/, 'ws'),
+      webSocketImpl: WebSocket,
+      lazy: false,
+      retryAttempts: 0,
+      connectionParams: { authorization: AUTHORIZATION },
+    });
     resources.ws = ws;
     ws.subscribe<{ workflowEvents: { workflowId: string; to: string; version: number } }>(
       { query: WORKFLOW_EVENTS, variables: { id: subFlow!.id } },

@@ -2,7 +2,11 @@
  * npm run demo: a guided tour of the atomflow API against a running server.
  *
  *   npm start                 # in one terminal
- *   npm run demo              # in another (ATOMFLOW_URL, default http://127.0.0.1:4000/graphql)
+ *   npm run demo              # in another (ATOMFLOW_URL; else the server on DATA_DIR's private Redis;
+ *                             # else http://127.0.0.1:4000/graphql)
+ *
+ * It sends ATOMFLOW_TOKEN (an admin or service token); when that is unset, it signs an admin token for
+ * tenant `default` with the development secret `npm start` keeps in the data directory (DATA_DIR).
  *
  * It opens the two subscriptions (orderEvents, workflowEvents) over graphql-ws, then walks through
  * the scenarios of the README with plain GraphQL over HTTP (`fetch`), printing each step's essential
@@ -12,10 +16,20 @@
  * message when something is not what it expects (or when the server cannot be reached). Every id
  * carries a per-run suffix, so it can run again and again against the same server.
  */
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { createClient, type Client } from 'graphql-ws';
+import { SignJWT } from 'jose';
 import WebSocket from 'ws';
+import { serversOnDataDir } from '../src/redis/private-redis.js';
+import { DEV_SECRET_FILE } from '../src/auth/tokens.js';
 
-const HTTP_URL = process.env.ATOMFLOW_URL ?? 'http://127.0.0.1:4000/graphql';
+/**
+ * Where the server is: ATOMFLOW_URL; else a server running on the private Redis of DATA_DIR (default
+ * ./data), which records its address there; else the default address of npm start.
+ */
+const HTTP_URL =
+  process.env.ATOMFLOW_URL?.trim() || serversOnDataDir(process.env.DATA_DIR?.trim() || './data')[0]?.url || 'http://127.0.0.1:4000/graphql';
 const WS_URL = HTTP_URL.replace(/^http/, 'ws'); // http -> ws, https -> wss
 
 /** This run's suffix (base36 milliseconds): every id and machine name below ends with it. */
@@ -26,6 +40,21 @@ const PRODUCT = runId('widget');
 const USER = runId('alice');
 const PING_MACHINE = runId('demo-ping');
 const TICKET_MACHINE = runId('ticket');
+
+/** ATOMFLOW_TOKEN, or an admin token signed with the development secret of a local `npm start`. */
+async function demoToken(): Promise<string> {
+  if (process.env.ATOMFLOW_TOKEN) return process.env.ATOMFLOW_TOKEN;
+  const file = path.resolve(process.env.DATA_DIR || './data', DEV_SECRET_FILE);
+  if (!existsSync(file)) {
+    throw new DemoFailure(`set ATOMFLOW_TOKEN to an admin token (npm start prints one; npm run token makes one): no development secret at ${file}`);
+  }
+  return new SignJWT({ tenant: 'default', role: 'admin' })
+    .setProtectedHeader({ alg: 'HS256' })
+    .setSubject('demo')
+    .setExpirationTime('1h')
+    .sign(new TextEncoder().encode(readFileSync(file, 'utf8').trim()));
+}
+let token = '';
 
 // ---------------------------------------------------------------------------------------------
 // A tiny GraphQL client
@@ -50,7 +79,7 @@ async function gql<T>(query: string, variables?: Record<string, unknown>): Promi
   try {
     res = await fetch(HTTP_URL, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
       body: JSON.stringify({ query, variables }),
       signal: AbortSignal.timeout(10_000),
     });
@@ -152,13 +181,27 @@ async function eventsArrived(timeoutMs = 2000): Promise<void> {
  * Opens both subscriptions on one graphql-ws connection and waits until they are live: graphql-ws
  * does not acknowledge a subscription, so start a throwaway workflow and wait for its event
  * (retrying, since the first start may go out before the server has subscribed).
+ *
+ * Each subscription keeps the last eventId it received in its own `after` variable. graphql-ws
+ * sends the same variables object again when it reconnects, so a dropped connection resumes where
+ * it left off: no event of the walkthrough is missed or shown twice.
  */
 async function openSubscriptions(): Promise<Client> {
-  const client = createClient({ url: WS_URL, webSocketImpl: WebSocket, lazy: false, retryAttempts: 0 });
-  const sink = <T>(field: string, handle: (event: T) => void) => ({
+  const client = createClient({
+    url: WS_URL,
+    webSocketImpl: WebSocket,
+    lazy: false,
+    retryAttempts: 5,
+    connectionParams: { authorization: `Bearer ${token}` },
+  });
+  const sink = <T extends { eventId: string }>(field: string, variables: { after: string | null }, handle: (event: T) => void) => ({
     next: (result: { data?: Record<string, unknown> | null; errors?: readonly { message: string }[] }) => {
       if (result.errors?.length) subscriptionError = result.errors.map((e) => e.message).join('; ');
-      else if (result.data) handle(result.data[field] as T);
+      else if (result.data) {
+        const event = result.data[field] as T;
+        variables.after = event.eventId;
+        handle(event);
+      }
       onEvent();
     },
     error: (err: unknown) => {
@@ -167,13 +210,18 @@ async function openSubscriptions(): Promise<Client> {
     },
     complete: () => {},
   });
+  const orderVariables = { userId: USER, after: null as string | null };
+  const workflowVariables = { after: null as string | null };
   client.subscribe(
-    { query: `subscription($userId: ID) { orderEvents(userId: $userId) { eventId type orderId userId state totalCents at } }`, variables: { userId: USER } },
-    sink('orderEvents', onOrderEvent),
+    {
+      query: `subscription($userId: ID, $after: String) { orderEvents(userId: $userId, after: $after) { eventId type orderId userId state totalCents at } }`,
+      variables: orderVariables,
+    },
+    sink('orderEvents', orderVariables, onOrderEvent),
   );
   client.subscribe(
-    { query: `subscription { workflowEvents { eventId workflowId machine from to version at metadata } }` },
-    sink('workflowEvents', onWorkflowEvent),
+    { query: `subscription($after: String) { workflowEvents(after: $after) { eventId workflowId machine from to version at metadata } }`, variables: workflowVariables },
+    sink('workflowEvents', workflowVariables, onWorkflowEvent),
   );
 
   await gql(`mutation($input: DefineStateMachineInput!) { defineStateMachine(input: $input) { name } }`, {
@@ -353,11 +401,13 @@ async function sagas(): Promise<void> {
   heading('6. Sagas: one that completes, one that rolls back');
   const hashKey = runId('warehouse');
   const setKey = runId('suppliers');
-  const readData = async () =>
-    gql<{ dataHash: Record<string, string>; dataSet: string[] }>(`query($h: String!, $s: String!) { dataHash(key: $h) dataSet(key: $s) }`, {
-      h: hashKey,
-      s: setKey,
-    });
+  const readData = async () => {
+    const data = await gql<{ dataHash: { fields: Record<string, string> }; dataSet: { members: string[] } }>(
+      `query($h: String!, $s: String!) { dataHash(key: $h) { fields } dataSet(key: $s) { members } }`,
+      { h: hashKey, s: setKey },
+    );
+    return { dataHash: data.dataHash.fields, dataSet: data.dataSet.members };
+  };
   const runSaga = async (id: string, steps: Record<string, unknown>[]) =>
     (
       await gql<{ executeSaga: { id: string; status: string; stepsCompleted: number; failedStep: number | null; error: string | null } }>(
@@ -431,6 +481,7 @@ async function scheduledTransition(ticketId: string): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
+  token = await demoToken();
   console.log(`atomflow demo against ${HTTP_URL} (run ${RUN})`);
   const { stateMachine: order } = await gql<{ stateMachine: { version: number; states: string[] } | null }>(
     `{ stateMachine(name: "order") { version states } }`,

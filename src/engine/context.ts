@@ -15,9 +15,20 @@ import { EngineError } from './errors.js';
 export interface EngineOptions {
   /** Approximate MAXLEN of each tenant's event stream. */
   streamMaxLen: number;
+  /** How long a requestId (depositFunds, restockProduct) is remembered, in ms (IDEMPOTENCY_TTL). */
+  idempotencyTtlMs: number;
+  /** Settled schedule entries and saga records expire after this many ms (RETENTION_SETTLED). */
+  retentionSettledMs: number;
+  /** Terminal workflows leave the listings and expire after this many ms; 0: kept (RETENTION_TERMINAL). */
+  retentionTerminalMs: number;
 }
 
-export const DEFAULT_ENGINE_OPTIONS: EngineOptions = { streamMaxLen: 100_000 };
+export const DEFAULT_ENGINE_OPTIONS: EngineOptions = {
+  streamMaxLen: 100_000,
+  idempotencyTtlMs: 24 * 3_600_000,
+  retentionSettledMs: 7 * 24 * 3_600_000,
+  retentionTerminalMs: 0,
+};
 
 export interface WorkflowRoute {
   machine: string;
@@ -50,9 +61,9 @@ export class EngineContext {
     return k;
   }
 
-  /** ARGV[1..3] of every function that emits events (see lua/include/prelude.lua). */
+  /** ARGV[1..4] of every function that writes a workflow (see lua/include/core.lua). */
   eventArgs(k: TenantKeys): (string | number)[] {
-    return [k.workflowChannel(), k.ordersChannel(), this.options.streamMaxLen];
+    return [k.workflowChannel(), k.ordersChannel(), this.options.streamMaxLen, this.options.retentionTerminalMs];
   }
 
   /** KEYS for a function writing this workflow, from its route. */

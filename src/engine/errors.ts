@@ -13,16 +13,26 @@ export const ENGINE_ERROR_CODES = [
   'OUT_OF_STOCK',
   'INSUFFICIENT_FUNDS',
   'IDEMPOTENCY_CONFLICT',
+  'EVENTS_TRIMMED',
+  'SUBSCRIPTION_LAGGING',
 ] as const;
 
-export type EngineErrorCode = (typeof ENGINE_ERROR_CODES)[number] | 'STALE_KEYS' | 'INTERNAL';
+/**
+ * Beyond the codes Lua answers: STALE_KEYS (retried by the engine), INTERNAL (a bug), and
+ * SERVICE_UNAVAILABLE (Redis unreachable, loading or out of memory: retry later; see
+ * src/redis/replies.ts, which classifies them).
+ */
+export type EngineErrorCode = (typeof ENGINE_ERROR_CODES)[number] | 'STALE_KEYS' | 'INTERNAL' | 'SERVICE_UNAVAILABLE';
 
 export class EngineError extends Error {
   readonly code: EngineErrorCode;
-  constructor(code: EngineErrorCode, message: string) {
+  /** Machine-readable details a client acts on (e.g. the eventId to resume from), beside the code. */
+  readonly details: Record<string, unknown> | undefined;
+  constructor(code: EngineErrorCode, message: string, details?: Record<string, unknown>) {
     super(message);
     this.name = 'EngineError';
     this.code = code;
+    this.details = details;
   }
 }
 

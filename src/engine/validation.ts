@@ -1,14 +1,13 @@
 /**
  * Input rules shared by every engine. Everything is checked here before Redis is called, and the
- * Lua functions check the same rules again (lua/include/prelude.lua).
+ * Lua functions check the same rules again (lua/include/core.lua): both read them from src/limits.ts.
  */
+import { ID_SYNTAX, LIMITS, NAME_SYNTAX, syntaxPattern } from '../limits.js';
 import { badInput } from './errors.js';
 
-export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
-export const NAME_PATTERN = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
-export const MAX_METADATA_BYTES = 16384;
-export const MAX_MONEY_CENTS = 10_000_000_000_000; // 10^13: Lua numbers are doubles, cjson keeps 14 digits
-export const MAX_INT32 = 2_147_483_647;
+export const ID_PATTERN = syntaxPattern(ID_SYNTAX);
+export const NAME_PATTERN = syntaxPattern(NAME_SYNTAX);
+export const { MAX_METADATA_BYTES, MAX_MONEY_CENTS, MAX_INT32 } = LIMITS;
 export const MAX_PAGE_SIZE = 100;
 
 export function assertId(value: unknown, what: string): string {

@@ -4,7 +4,7 @@
  * schema.graphql, which is committed and checked by `npm run schema:check`.
  */
 import 'reflect-metadata';
-import { lexicographicSortSchema, printSchema, type GraphQLSchema } from 'graphql';
+import { getNullableType, lexicographicSortSchema, printSchema, type GraphQLSchema } from 'graphql';
 import { buildSchema, type BuildSchemaOptions, type PubSub } from 'type-graphql';
 import { dropIdentityResolvers } from './executor.js';
 import { StateMachineResolver, WorkflowResolver } from '../workflows/workflow.resolver.js';
@@ -12,6 +12,7 @@ import { AccountResolver, OrderResolver, ProductResolver } from '../orders/order
 import { SagaResolver } from '../sagas/saga.resolver.js';
 import { ScheduledTransitionResolver } from '../scheduler/scheduled-transition.resolver.js';
 import { DateTimeScalar } from './scalars.js';
+import { applyPolicy } from '../auth/policy.js';
 
 export const resolvers = [
   StateMachineResolver,
@@ -23,29 +24,48 @@ export const resolvers = [
   ScheduledTransitionResolver,
 ] as const;
 
-export async function buildGraphQLSchema(pubSub: PubSub): Promise<GraphQLSchema> {
+/**
+ * Subscriptions take their events from the context's relay (src/events/), through each
+ * @Subscription's `subscribe`; type-graphql still insists on a pubSub, so it gets one that says so.
+ */
+const noTopics: PubSub = {
+  publish: () => {
+    throw new Error('atomflow publishes from Lua only');
+  },
+  subscribe: () => {
+    throw new Error('subscriptions use src/events/, not topics');
+  },
+};
+
+/** The schema, with the authorization rule of every root field applied (src/auth/policy.ts). */
+export async function buildGraphQLSchema(): Promise<GraphQLSchema> {
   const options: BuildSchemaOptions = {
     resolvers,
-    pubSub,
+    pubSub: noTopics,
     // inputs are validated by the engine (src/engine/validation.ts) and again in Lua
     validate: false,
     scalarsMap: [{ type: Date, scalar: DateTimeScalar }],
   };
   const schema = await buildSchema(options);
   // plain property fields answer without a resolver call (src/graphql/executor.ts); only while
-  // nothing (middleware, auth checker) runs for every field
+  // nothing (middleware, auth checker) runs for every field: the policy wraps root fields only
   if (!options.globalMiddlewares?.length && !options.authChecker) dropIdentityResolvers(schema);
+  return applyPolicy(nullableMutations(schema));
+}
+
+/**
+ * Every mutation root field is nullable (as in GitHub's and Shopify's APIs): when one of several
+ * mutations in a request fails, only its own field is null, and the client sees which ones committed.
+ */
+function nullableMutations(schema: GraphQLSchema): GraphQLSchema {
+  for (const field of Object.values(schema.getMutationType()?.getFields() ?? {})) {
+    field.type = getNullableType(field.type);
+  }
   return schema;
 }
 
 /** The SDL committed as schema.graphql: sorted, so it only changes when the API does. */
 export async function printGraphQLSchema(): Promise<string> {
-  const inert: PubSub = {
-    publish: () => {},
-    subscribe: () => {
-      throw new Error('not for serving');
-    },
-  };
-  const schema = await buildGraphQLSchema(inert);
+  const schema = await buildGraphQLSchema();
   return `${printSchema(lexicographicSortSchema(schema))}\n`;
 }

@@ -5,20 +5,10 @@
 import { Arg, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root, Subscription } from 'type-graphql';
 import type { GraphQLContext } from '../graphql/context.js';
 import { SafeIntScalar } from '../graphql/scalars.js';
-import { tenantKeys } from '../redis/keys.js';
+import type { OrderEventMessage } from '../events/tenant-events.js';
 import { Account, Order, OrderEvent, OrderPage, Product } from './order.type.js';
 import { ProcessOrderInput } from './order.input.js';
 
-/** What lua PUBLISHes on the orders channel (prelude: emit_order_event). */
-interface OrderEventMessage {
-  eventId: string;
-  type: string;
-  orderId: string;
-  userId: string;
-  state: string;
-  totalCents: number;
-  at: number;
-}
 
 @Resolver(() => Product)
 export class ProductResolver {
@@ -31,9 +21,11 @@ export class ProductResolver {
   restockProduct(
     @Arg('productId', () => ID) productId: string,
     @Arg('quantity', () => Int) quantity: number,
+    @Arg('requestId', () => ID, { nullable: true, description: 'Idempotency key: the same request again answers the first result and adds nothing.' })
+    requestId: string | null,
     @Ctx() { engine, tenant }: GraphQLContext,
   ) {
-    return engine.orders.restock(tenant, productId, quantity);
+    return engine.orders.restock(tenant, productId, quantity, { requestId });
   }
 }
 
@@ -48,9 +40,11 @@ export class AccountResolver {
   depositFunds(
     @Arg('accountId', () => ID) accountId: string,
     @Arg('amountCents', () => SafeIntScalar) amountCents: number,
+    @Arg('requestId', () => ID, { nullable: true, description: 'Idempotency key: the same request again answers the first result and adds nothing.' })
+    requestId: string | null,
     @Ctx() { engine, tenant }: GraphQLContext,
   ) {
-    return engine.orders.deposit(tenant, accountId, amountCents);
+    return engine.orders.deposit(tenant, accountId, amountCents, { requestId });
   }
 
   @FieldResolver(() => OrderPage, { description: "The account's orders, newest first." })
@@ -79,12 +73,16 @@ export class OrderResolver {
   }
 
   @Subscription(() => OrderEvent, {
-    description: 'Order events, optionally of one account.',
-    topics: ({ context }: { context: GraphQLContext }) => tenantKeys(context.tenant).ordersChannel(),
-    filter: ({ payload, args }: { payload: OrderEventMessage; args: { userId?: string | null } }) =>
-      !args.userId || payload.userId === args.userId,
+    description:
+      'Order events, optionally of one account. With `after` (an eventId, or "0" for the oldest retained event) the events after it come first, then live ones, with no gap and none twice.',
+    subscribe: ({ args, context }: { args: { userId?: string | null; after?: string | null }; context: GraphQLContext }) =>
+      context.events.orderEvents(context.tenant, args),
   })
-  orderEvents(@Root() message: OrderEventMessage, @Arg('userId', () => ID, { nullable: true }) _userId: string | null): OrderEvent {
+  orderEvents(
+    @Root() message: OrderEventMessage,
+    @Arg('userId', () => ID, { nullable: true }) _userId: string | null,
+    @Arg('after', () => String, { nullable: true, description: 'Resume after this eventId; "0" replays every retained event.' }) _after: string | null,
+  ): OrderEvent {
     return { ...message, at: new Date(message.at) };
   }
 }

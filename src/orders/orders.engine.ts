@@ -13,7 +13,7 @@ import {
   assertId,
   assertInt,
   assertPageSize,
-  decodeOffsetCursor,
+  decodeCursor,
   encodeCursor,
   MAX_INT32,
   MAX_MONEY_CENTS,
@@ -83,20 +83,33 @@ function requireOrder(wf: Workflow): Order {
 export class OrderEngine {
   constructor(private readonly ctx: EngineContext) {}
 
-  /** Adds units to a product's stock; the resulting stock stays within 2^31 - 1. */
-  async restock(tenant: string, productId: string, quantity: number): Promise<Product> {
-    const id = assertId(productId, 'productId');
-    const q = assertInt(quantity, 'quantity', 1, MAX_INT32);
-    const k = this.ctx.keys(tenant);
-    return fcall<Product>(this.ctx.redis, 'product_restock', [k.productStock(id)], [id, q]);
+  /** KEYS and ARGV tail of an optionally idempotent request (lua/orders.lua: request_args). */
+  private requestParts(tenant: string, requestId: string | null | undefined): { keys: string[]; args: (string | number)[] } {
+    if (requestId === undefined || requestId === null) return { keys: [], args: [] };
+    const id = assertId(requestId, 'requestId');
+    return { keys: [this.ctx.keys(tenant).request(id)], args: [id, this.ctx.options.idempotencyTtlMs] };
   }
 
-  /** Adds money to an account's balance; the resulting balance stays within 10^13 cents. */
-  async deposit(tenant: string, accountId: string, amountCents: number): Promise<Account> {
+  /**
+   * Adds units to a product's stock; the resulting stock stays within 2^31 - 1. With a requestId,
+   * the same request again answers the first result and adds nothing (IDEMPOTENCY_CONFLICT when the
+   * requestId was used for another request).
+   */
+  async restock(tenant: string, productId: string, quantity: number, options: { requestId?: string | null } = {}): Promise<Product> {
+    const id = assertId(productId, 'productId');
+    const q = assertInt(quantity, 'quantity', 1, MAX_INT32);
+    const request = this.requestParts(tenant, options.requestId);
+    const k = this.ctx.keys(tenant);
+    return fcall<Product>(this.ctx.redis, 'product_restock', [k.productStock(id), ...request.keys], [id, q, ...request.args]);
+  }
+
+  /** Adds money to an account's balance (within 10^13 cents); idempotent by requestId like restock. */
+  async deposit(tenant: string, accountId: string, amountCents: number, options: { requestId?: string | null } = {}): Promise<Account> {
     const id = assertId(accountId, 'accountId');
     const amount = assertInt(amountCents, 'amountCents', 1, MAX_MONEY_CENTS);
+    const request = this.requestParts(tenant, options.requestId);
     const k = this.ctx.keys(tenant);
-    return fcall<Account>(this.ctx.redis, 'account_deposit', [k.accountBalance(id)], [id, amount]);
+    return fcall<Account>(this.ctx.redis, 'account_deposit', [k.accountBalance(id), ...request.keys], [id, amount, ...request.args]);
   }
 
   async product(tenant: string, productId: string): Promise<Product | null> {
@@ -126,11 +139,7 @@ export class OrderEngine {
       throw badInput(`order total (quantity x unitPriceCents) must not exceed ${MAX_MONEY_CENTS} cents`);
     }
     const k = this.ctx.keys(tenant);
-    const keys = [
-      ...k.workflowBlock(orderId, ORDER_MACHINE, { userId, productId }),
-      k.accountOrders(userId),
-      k.machineNames(),
-    ];
+    const keys = [...k.workflowBlock(orderId, ORDER_MACHINE, { userId, productId }), k.machineNames()];
     const reply = await fcall<WorkflowReply>(this.ctx.redis, 'order_process', keys, [
       ...this.ctx.eventArgs(k),
       orderId,
@@ -164,7 +173,7 @@ export class OrderEngine {
     return reply ? orderOf(decodeWorkflow(reply)) : null;
   }
 
-  /** An account's orders, newest first. */
+  /** An account's orders, newest first; the cursor is a position, stable when orders are placed meanwhile. */
   async accountOrders(
     tenant: string,
     accountId: string,
@@ -172,13 +181,14 @@ export class OrderEngine {
   ): Promise<Page<Order>> {
     const id = assertId(accountId, 'accountId');
     const first = assertPageSize(page.first, 20);
-    const offset = decodeOffsetCursor(page.after);
+    const after = decodeCursor(page.after);
+    if (after !== '' && !/^\d{13}:[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(after)) throw badInput('after is not a cursor of this listing');
     const k = this.ctx.keys(tenant);
-    const reply = await fcallReadOnly<{ ids: unknown; next: number | null }>(
+    const reply = await fcallReadOnly<{ ids: unknown; next: string | null }>(
       this.ctx.redis,
       'account_orders',
       [k.accountOrders(id)],
-      [offset, first],
+      [after, first],
     );
     const ids = asList<string>(reply.ids);
     const replies = await fcallReadOnlyMany<WorkflowReply | null>(

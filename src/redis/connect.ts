@@ -2,16 +2,14 @@
  * Finds the Redis atomflow runs on:
  *   1. REDIS_URL when set;
  *   2. otherwise 127.0.0.1:6379 if a Redis 7 or newer answers there;
- *   3. otherwise a private redis-server started here (append-only file on, data under DATA_DIR),
- *      stopped when atomflow stops;
+ *   3. otherwise the private redis-server of DATA_DIR (append-only file on), started by the first
+ *      atomflow process on that directory and shared by all of them (src/redis/private-redis.ts);
  *   4. otherwise a RedisUnavailableError naming both fixes.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants as fsConstants } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { Redis } from 'ioredis';
+import { joinPrivateRedis } from './private-redis.js';
 
 export const DEFAULT_LOCAL_REDIS = 'redis://127.0.0.1:6379';
 
@@ -25,77 +23,67 @@ export class RedisUnavailableError extends Error {
 export interface ResolvedRedis {
   url: string;
   /** How it was found, for the start-up log. */
-  source: 'REDIS_URL' | 'local' | 'started';
-  /** Stops a redis-server atomflow started; a no-op otherwise. */
+  source: 'REDIS_URL' | 'local' | 'started' | 'shared';
+  /** Private Redis only: tells other processes on the data directory where this server listens. */
+  announce?(graphqlUrl: string): Promise<void>;
+  /** Leaves a private redis-server (the last process to leave stops it); a no-op otherwise. */
   stop(): Promise<void>;
 }
 
-/** The Redis major version answering at `url`, or null when nothing answers. */
-export async function probeRedis(url: string, timeoutMs = 1000): Promise<number | null> {
-  const client = new Redis(url, { lazyConnect: true, connectTimeout: timeoutMs, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  client.on('error', () => {});
+/** The URL without its password, for messages. */
+export function redactUrl(url: string): string {
   try {
-    await client.connect();
-    const info = await client.info('server');
-    return Number((/redis_version:(\d+)/.exec(info) ?? [])[1] ?? 0);
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString().replace(/\/$/, '');
   } catch {
-    return null;
+    return url;
+  }
+}
+
+/**
+ * Connects to `url` once and reads its version. Resolves with the Redis major version; rejects with
+ * a RedisUnavailableError whose message is one line saying what answered (nothing, something that is
+ * not Redis, a Redis that refuses us, or no answer in time).
+ */
+export async function checkRedis(url: string, timeoutMs = 3000): Promise<number> {
+  const shown = redactUrl(url);
+  const client = new Redis(url, { lazyConnect: true, connectTimeout: timeoutMs, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  let firstError: (Error & { code?: string }) | null = null;
+  client.on('error', (err: Error) => (firstError ??= err));
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new RedisUnavailableError(`${shown} accepted a connection but did not answer like Redis within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    const info = await Promise.race([client.connect().then(() => client.info('server')), timeout]);
+    return Number((/redis_version:(\d+)/.exec(info) ?? [])[1] ?? 0);
+  } catch (err) {
+    if (err instanceof RedisUnavailableError) throw err;
+    const cause: Error & { code?: string } = firstError ?? (err as Error);
+    throw new RedisUnavailableError(describeConnectFailure(shown, cause));
   } finally {
+    clearTimeout(timer);
     client.disconnect();
   }
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const address = srv.address();
-      srv.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
+function describeConnectFailure(shown: string, err: Error & { code?: string }): string {
+  if (err.code === 'ECONNREFUSED') return `cannot reach Redis at ${shown}: connection refused (nothing listens there)`;
+  if (err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') return `cannot reach Redis at ${shown}: unknown host`;
+  if (err.code === 'ETIMEDOUT' || err.code === 'EHOSTUNREACH') return `cannot reach Redis at ${shown}: no answer (${err.code})`;
+  if (err.name === 'ParserError' || /protocol error/i.test(err.message)) return `${shown} does not speak the Redis protocol: is it the address of a Redis server?`;
+  if (/^(NOAUTH|WRONGPASS|NOPERM)/.test(err.message)) return `Redis at ${shown} refused atomflow: ${err.message.split('\n')[0]}`;
+  return `cannot use Redis at ${shown}: ${(err.message || err.name).split('\n')[0]}`;
 }
 
-async function startRedisServer(binary: string, dataDir: string, log: (line: string) => void): Promise<ResolvedRedis> {
-  const dir = path.resolve(dataDir);
-  await mkdir(dir, { recursive: true });
-  const port = await freePort();
-  const child: ChildProcess = spawn(
-    binary,
-    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', '', '--daemonize', 'no'],
-    { stdio: 'ignore' },
-  );
-  const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
-  const url = `redis://127.0.0.1:${port}`;
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const failed = await Promise.race([spawnError, new Promise<null>((r) => setTimeout(() => r(null), 100))]);
-    if (failed) throw new RedisUnavailableError(`could not start ${binary}: ${failed.message}`);
-    if (child.exitCode !== null) throw new RedisUnavailableError(`${binary} exited with code ${child.exitCode} at start`);
-    const major = await probeRedis(url, 500);
-    if (major !== null) {
-      if (major < 7) {
-        child.kill('SIGTERM');
-        throw new RedisUnavailableError(`${binary} is Redis ${major}; atomflow needs Redis 7 or newer`);
-      }
-      break;
-    }
-    if (Date.now() > deadline) {
-      child.kill('SIGTERM');
-      throw new RedisUnavailableError(`${binary} did not answer on port ${port} within 10 s`);
-    }
+/** The Redis major version answering at `url`, or null when nothing usable answers. */
+export async function probeRedis(url: string, timeoutMs = 1000): Promise<number | null> {
+  try {
+    return await checkRedis(url, timeoutMs);
+  } catch {
+    return null;
   }
-  log(`started a private redis-server on ${url} (append-only file in ${dir})`);
-  return {
-    url,
-    source: 'started',
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-      child.kill('SIGTERM'); // redis-server flushes its append-only file on SIGTERM
-      await exited;
-    },
-  };
 }
 
 /** Finds an executable on PATH (or the given PATH), or null. */
@@ -120,12 +108,17 @@ export async function resolveRedis(options: {
   log?: (line: string) => void;
 }): Promise<ResolvedRedis> {
   const log = options.log ?? (() => {});
-  if (options.redisUrl) return { url: options.redisUrl, source: 'REDIS_URL', stop: async () => {} };
+  if (options.redisUrl) {
+    const major = await checkRedis(options.redisUrl);
+    if (major < 7) throw new RedisUnavailableError(`REDIS_URL ${redactUrl(options.redisUrl)} runs Redis ${major}; atomflow needs Redis 7 or newer`);
+    return { url: options.redisUrl, source: 'REDIS_URL', stop: async () => {} };
+  }
   const localUrl = options.localUrl ?? DEFAULT_LOCAL_REDIS;
   const major = await probeRedis(localUrl);
   if (major !== null && major >= 7) return { url: localUrl, source: 'local', stop: async () => {} };
   const binary = findOnPath('redis-server', options.pathEnv);
-  if (binary) return startRedisServer(binary, options.dataDir, log);
+  const joined = await joinPrivateRedis({ dataDir: options.dataDir, binary, log });
+  if (joined) return joined;
   const found = major === null ? 'nothing answers there' : `it runs Redis ${major}, and atomflow needs 7 or newer`;
   throw new RedisUnavailableError(
     `atomflow needs Redis 7 or newer. REDIS_URL is not set, ${localUrl} is not usable (${found}), and redis-server is not on PATH. ` +

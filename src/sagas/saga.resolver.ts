@@ -2,10 +2,10 @@
  * GraphQL entry points for sagas and their data keys; one typed call each to
  * src/sagas/sagas.engine.ts (lua/sagas.lua).
  */
-import { Arg, Ctx, ID, Mutation, Query, Resolver } from 'type-graphql';
+import { Arg, Ctx, ID, Int, Mutation, Query, Resolver } from 'type-graphql';
 import type { GraphQLContext } from '../graphql/context.js';
-import { JSONScalar } from '../graphql/scalars.js';
-import { ExecuteSagaInput, Saga } from './saga.type.js';
+import { DataHashPage, DataSetPage, ExecuteSagaInput, Saga } from './saga.type.js';
+import { DATA_PAGE_SIZE } from './sagas.engine.js';
 
 @Resolver(() => Saga)
 export class SagaResolver {
@@ -14,14 +14,24 @@ export class SagaResolver {
     return engine.sagas.get(tenant, id);
   }
 
-  @Query(() => JSONScalar, { description: 'A saga data hash as an object ({} when absent).' })
-  dataHash(@Arg('key', () => String) key: string, @Ctx() { engine, tenant }: GraphQLContext) {
-    return engine.sagas.dataHash(tenant, key);
+  @Query(() => DataHashPage, { description: 'A page of a saga data hash (HSCAN: never the whole key at once).' })
+  dataHash(
+    @Arg('key', () => String) key: string,
+    @Arg('first', () => Int, { nullable: true, defaultValue: DATA_PAGE_SIZE }) first: number | null,
+    @Arg('after', () => String, { nullable: true }) after: string | null,
+    @Ctx() { engine, tenant }: GraphQLContext,
+  ) {
+    return engine.sagas.dataHash(tenant, key, { first: first ?? undefined, after });
   }
 
-  @Query(() => [String], { description: 'A saga data set, sorted ([] when absent).' })
-  dataSet(@Arg('key', () => String) key: string, @Ctx() { engine, tenant }: GraphQLContext) {
-    return engine.sagas.dataSet(tenant, key);
+  @Query(() => DataSetPage, { description: 'A page of a saga data set (SSCAN: never the whole key at once).' })
+  dataSet(
+    @Arg('key', () => String) key: string,
+    @Arg('first', () => Int, { nullable: true, defaultValue: DATA_PAGE_SIZE }) first: number | null,
+    @Arg('after', () => String, { nullable: true }) after: string | null,
+    @Ctx() { engine, tenant }: GraphQLContext,
+  ) {
+    return engine.sagas.dataSet(tenant, key, { first: first ?? undefined, after });
   }
 
   @Mutation(() => Saga, { description: 'Runs the steps in one atomic call; a failing step compensates every completed one.' })

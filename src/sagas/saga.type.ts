@@ -1,4 +1,5 @@
 import { Field, ID, InputType, Int, ObjectType, registerEnumType } from 'type-graphql';
+import { JSONScalar } from '../graphql/scalars.js';
 
 export enum SagaStatus {
   COMPLETED = 'COMPLETED',
@@ -67,4 +68,22 @@ export class ExecuteSagaInput {
 
   @Field(() => [SagaStepInput], { description: '1 to 64 steps, run in order.' })
   steps!: SagaStepInput[];
+}
+
+@ObjectType({ description: 'A page of a saga data hash: about `first` fields, in no particular order.' })
+export class DataHashPage {
+  @Field(() => JSONScalar, { description: 'field -> value ({} when the key does not exist).' })
+  fields!: Record<string, string>;
+
+  @Field(() => String, { nullable: true, description: 'Pass as `after` for the next page; null on the last.' })
+  nextCursor!: string | null;
+}
+
+@ObjectType({ description: 'A page of a saga data set: about `first` members, sorted within the page.' })
+export class DataSetPage {
+  @Field(() => [String])
+  members!: string[];
+
+  @Field(() => String, { nullable: true, description: 'Pass as `after` for the next page; null on the last.' })
+  nextCursor!: string | null;
 }

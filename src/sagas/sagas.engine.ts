@@ -6,16 +6,14 @@
 import { fcall, fcallReadOnly } from '../redis/replies.js';
 import type { EngineContext } from '../engine/context.js';
 import { badInput } from '../engine/errors.js';
-import { asList, assertId, assertInt, isJsonObject, MAX_INT32 } from '../engine/validation.js';
+import { asList, assertId, assertInt, assertPageSize, decodeCursor, encodeCursor, isJsonObject, MAX_INT32 } from '../engine/validation.js';
+import { LIMITS } from '../limits.js';
 
 export const SAGA_OPS = ['HSET', 'HDEL', 'HINCRBY', 'SADD', 'SREM'] as const;
 export type SagaOp = (typeof SAGA_OPS)[number];
 
-export const MAX_SAGA_STEPS = 64;
-/** Hash fields and set members, in UTF-8 bytes. */
-export const MAX_SAGA_FIELD_BYTES = 1024;
-/** HSET values, in UTF-8 bytes. */
-export const MAX_SAGA_VALUE_BYTES = 16384;
+/** Steps; hash fields and set members, and HSET values, in UTF-8 bytes (src/limits.ts). */
+export const { MAX_SAGA_STEPS, MAX_SAGA_FIELD_BYTES, MAX_SAGA_VALUE_BYTES } = LIMITS;
 /** HINCRBY amount, min and max lie within [-MAX_SAGA_INT, MAX_SAGA_INT]. */
 export const MAX_SAGA_INT = MAX_INT32;
 
@@ -157,6 +155,7 @@ export class SagaEngine {
     const reply = await fcall<SagaOutcomeReply>(this.ctx.redis, 'saga_execute', [k.saga(id), ...dataKeys], [
       id,
       JSON.stringify(canonical),
+      this.ctx.options.retentionSettledMs,
     ]);
     return decodeOutcome(reply);
   }
@@ -168,16 +167,39 @@ export class SagaEngine {
     return reply ? decodeOutcome(reply) : null;
   }
 
-  /** Every field of a saga data hash ({} when the key does not exist). */
-  async dataHash(tenant: string, key: string): Promise<Record<string, string>> {
+  /**
+   * One page of a saga data hash (HSCAN, about `first` fields; {} when the key does not exist).
+   * Pass nextCursor as `after` for the next page; null on the last.
+   */
+  async dataHash(tenant: string, key: string, page: DataPageArgs = {}): Promise<{ fields: Record<string, string>; nextCursor: string | null }> {
     const k = this.ctx.keys(tenant);
-    const reply = await fcallReadOnly<unknown>(this.ctx.redis, 'data_hash', [k.sagaData(key)], []);
-    return isJsonObject(reply) ? (reply as Record<string, string>) : {};
+    const reply = await fcallReadOnly<{ fields?: unknown; next: string | null }>(this.ctx.redis, 'data_hash', [k.sagaData(key)], scanArgs(page));
+    return { fields: isJsonObject(reply.fields) ? (reply.fields as Record<string, string>) : {}, nextCursor: scanCursor(reply.next) };
   }
 
-  /** The members of a saga data set, sorted bytewise ([] when the key does not exist). */
-  async dataSet(tenant: string, key: string): Promise<string[]> {
+  /** One page of a saga data set (SSCAN), each page's members sorted bytewise; paged as dataHash. */
+  async dataSet(tenant: string, key: string, page: DataPageArgs = {}): Promise<{ members: string[]; nextCursor: string | null }> {
     const k = this.ctx.keys(tenant);
-    return asList<string>(await fcallReadOnly<unknown>(this.ctx.redis, 'data_set', [k.sagaData(key)], []));
+    const reply = await fcallReadOnly<{ members?: unknown; next: string | null }>(this.ctx.redis, 'data_set', [k.sagaData(key)], scanArgs(page));
+    return { members: asList<string>(reply.members), nextCursor: scanCursor(reply.next) };
   }
+}
+
+export interface DataPageArgs {
+  first?: number;
+  after?: string | null;
+}
+
+/** A data page reads at most this many elements (default and maximum of `first`). */
+export const DATA_PAGE_SIZE = 100;
+
+function scanArgs(page: DataPageArgs): string[] {
+  const first = assertPageSize(page.first, DATA_PAGE_SIZE);
+  const cursor = decodeCursor(page.after) || '0';
+  if (!/^\d{1,20}$/.test(cursor)) throw badInput('after is not a valid cursor');
+  return [cursor, String(first)];
+}
+
+function scanCursor(next: string | null): string | null {
+  return next === null ? null : encodeCursor(next);
 }

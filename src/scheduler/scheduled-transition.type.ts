@@ -1,4 +1,4 @@
-import { Field, ID, InputType, ObjectType, registerEnumType } from 'type-graphql';
+import { Field, ID, InputType, Int, ObjectType, registerEnumType } from 'type-graphql';
 import { DateTimeScalar, JSONScalar } from '../graphql/scalars.js';
 import type { JsonObject } from '../engine/validation.js';
 
@@ -27,15 +27,40 @@ export class ScheduledTransition {
   @Field(() => ScheduleStatus)
   status!: ScheduleStatus;
 
-  @Field(() => String, { nullable: true, description: 'Why it FAILED: an error code and message, e.g. INVALID_TRANSITION.' })
+  @Field(() => String, {
+    nullable: true,
+    description:
+      'Why it FAILED: an error code and message, e.g. INVALID_TRANSITION or ATTEMPTS_EXHAUSTED; for a PENDING entry, the error of its last failed attempt.',
+  })
   error!: string | null;
 
   @Field(() => DateTimeScalar, { nullable: true })
   executedAt!: Date | null;
+
+  @Field(() => DateTimeScalar)
+  createdAt!: Date;
+
+  @Field(() => Int, { description: 'Failed attempts without an atomflow error code; at WORKER_MAX_ATTEMPTS the entry is FAILED.' })
+  attempts!: number;
+}
+
+@ObjectType({ description: 'A page of scheduled transitions, newest first (by their last status change).' })
+export class ScheduledTransitionPage {
+  @Field(() => [ScheduledTransition])
+  items!: ScheduledTransition[];
+
+  @Field(() => String, { nullable: true })
+  nextCursor!: string | null;
 }
 
 @InputType()
 export class ScheduleTransitionInput {
+  @Field(() => ID, {
+    nullable: true,
+    description: 'Idempotency key (generated when absent): the same id with the same parameters answers the stored entry.',
+  })
+  id?: string | null;
+
   @Field(() => ID)
   workflowId!: string;
 

@@ -7,17 +7,31 @@
  * Two workers that both get hold of an entry (a lease ran out) therefore still apply it once.
  */
 import { randomUUID } from 'node:crypto';
-import { fcall, fcallReadOnly } from '../redis/replies.js';
+import { fcall, fcallReadOnly, fcallReadOnlyMany } from '../redis/replies.js';
 import type { EngineContext, WorkflowRoute } from '../engine/context.js';
 import { EngineError, badInput } from '../engine/errors.js';
-import { asList, assertId, assertInt, assertName, metadataPairs, MAX_INT32, type JsonObject } from '../engine/validation.js';
+import {
+  asList,
+  assertId,
+  assertInt,
+  assertName,
+  assertPageSize,
+  decodeCursor,
+  encodeCursor,
+  metadataPairs,
+  MAX_INT32,
+  type JsonObject,
+} from '../engine/validation.js';
+import type { Page } from '../workflows/workflows.engine.js';
+import { LIMITS } from '../limits.js';
 
-/** The largest time a JavaScript Date can hold, in ms. */
-export const MAX_RUN_AT_MS = 8_640_000_000_000_000;
-/** At most this many entries per claim. */
-export const MAX_CLAIM = 1000;
+/** The largest time a JavaScript Date can hold, in ms; at most this many entries per claim. */
+export const { MAX_RUN_AT_MS, MAX_CLAIM } = LIMITS;
 
-export type ScheduleStatus = 'PENDING' | 'DONE' | 'FAILED' | 'CANCELLED';
+export const SCHEDULE_STATUSES = ['PENDING', 'DONE', 'FAILED', 'CANCELLED'] as const;
+export type ScheduleStatus = (typeof SCHEDULE_STATUSES)[number];
+/** Default of WORKER_MAX_ATTEMPTS: failed attempts without an atomflow code before an entry is FAILED. */
+export const DEFAULT_MAX_ATTEMPTS = 5;
 
 export interface ScheduledTransition {
   id: string;
@@ -25,10 +39,16 @@ export interface ScheduledTransition {
   to: string;
   runAt: Date;
   status: ScheduleStatus;
-  /** For FAILED: 'CODE message', the code first (for example 'INVALID_TRANSITION cannot move ...'). */
+  /**
+   * For FAILED: 'CODE message', the code first (for example 'INVALID_TRANSITION cannot move ...',
+   * 'ATTEMPTS_EXHAUSTED ...'); for a PENDING entry, the error of its last failed attempt.
+   */
   error: string | null;
   /** When the entry was applied (DONE) or refused (FAILED); null otherwise. */
   executedAt: Date | null;
+  createdAt: Date;
+  /** Failed attempts without an atomflow error code (a Redis or script error). */
+  attempts: number;
 }
 
 export interface ScheduleTransitionInput {
@@ -50,6 +70,8 @@ interface EntryReply {
   status: ScheduleStatus;
   error: string | null;
   executedAt: number | null;
+  createdAt: number;
+  attempts: number;
 }
 
 function decodeEntry(reply: EntryReply): ScheduledTransition {
@@ -61,6 +83,8 @@ function decodeEntry(reply: EntryReply): ScheduledTransition {
     status: reply.status,
     error: reply.error,
     executedAt: reply.executedAt === null ? null : new Date(reply.executedAt),
+    createdAt: new Date(reply.createdAt),
+    attempts: reply.attempts,
   };
 }
 
@@ -91,7 +115,7 @@ export class SchedulerEngine {
       const reply = await fcall<EntryReply>(
         this.ctx.redis,
         'sched_create',
-        [k.scheduleEntry(id), k.scheduleDue(), k.workflow(workflowId), k.machine(route.machine)],
+        [...k.scheduleKeys(id), k.workflow(workflowId), k.machine(route.machine)],
         [id, workflowId, route.machine, to, runAt, meta],
       );
       return decodeEntry(reply);
@@ -102,7 +126,9 @@ export class SchedulerEngine {
   async cancel(tenant: string, id: string): Promise<ScheduledTransition> {
     assertId(id, 'id');
     const k = this.ctx.keys(tenant);
-    return decodeEntry(await fcall<EntryReply>(this.ctx.redis, 'sched_cancel', [k.scheduleEntry(id), k.scheduleDue()], [id]));
+    return decodeEntry(
+      await fcall<EntryReply>(this.ctx.redis, 'sched_cancel', k.scheduleKeys(id), [id, this.ctx.options.retentionSettledMs]),
+    );
   }
 
   async get(tenant: string, id: string): Promise<ScheduledTransition | null> {
@@ -124,33 +150,71 @@ export class SchedulerEngine {
   /**
    * Applies an entry: runs its transition and marks it DONE, or marks it FAILED with the error
    * code, in one atomic call. An entry already DONE, FAILED or CANCELLED is returned unchanged.
+   * A failure without an atomflow code (a Redis or script error, keys still stale after retries) is
+   * counted as an attempt: the entry stays PENDING with the error, and after `maxAttempts` it is
+   * FAILED with ATTEMPTS_EXHAUSTED. Errors without a Redis reply (connection lost) count nothing.
    */
-  async apply(tenant: string, entryId: string): Promise<ScheduledTransition> {
+  async apply(tenant: string, entryId: string, options: { maxAttempts?: number } = {}): Promise<ScheduledTransition> {
     assertId(entryId, 'id');
+    const maxAttempts = assertInt(options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS, 'maxAttempts', 1, 1000);
     const k = this.ctx.keys(tenant);
+    const retention = this.ctx.options.retentionSettledMs;
     for (let attempt = 1; ; attempt++) {
       const entry = await this.getRaw(tenant, entryId);
       if (!entry) throw new EngineError('NOT_FOUND', `scheduled transition ${entryId} not found`);
-      // A workflow that is gone still gets a call, with its entry's machine, so the entry is FAILED.
-      const route: WorkflowRoute = (await this.ctx.route(tenant, entry.workflowId, attempt > 1)) ?? {
-        machine: entry.machine,
-        kind: 'workflow',
-        userId: '',
-        productId: '',
-      };
       try {
+        // A workflow that is gone still gets a call, with its entry's machine, so the entry is FAILED.
+        const route: WorkflowRoute = (await this.ctx.route(tenant, entry.workflowId, attempt > 1)) ?? {
+          machine: entry.machine,
+          kind: 'workflow',
+          userId: '',
+          productId: '',
+        };
         const reply = await fcall<EntryReply>(
           this.ctx.redis,
           'sched_apply',
-          [k.scheduleEntry(entryId), k.scheduleDue(), ...this.ctx.workflowBlock(k, entry.workflowId, route)],
-          [...this.ctx.eventArgs(k), entryId, entry.workflowId, route.machine, route.userId, route.productId],
+          [...k.scheduleKeys(entryId), ...this.ctx.workflowBlock(k, entry.workflowId, route)],
+          [...this.ctx.eventArgs(k), entryId, entry.workflowId, route.machine, route.userId, route.productId, maxAttempts, retention],
         );
         return decodeEntry(reply);
       } catch (err) {
         if (err instanceof EngineError && err.code === 'STALE_KEYS' && attempt < APPLY_ATTEMPTS) continue;
-        throw err;
+        if (!isReplyFailure(err)) throw err;
+        const reason = err instanceof EngineError ? `${err.code} ${err.message}` : (err as Error).message;
+        const reply = await fcall<EntryReply>(this.ctx.redis, 'sched_attempt_failed', k.scheduleKeys(entryId), [
+          entryId,
+          reason || 'unknown error',
+          maxAttempts,
+          retention,
+        ]);
+        return decodeEntry(reply);
       }
     }
+  }
+
+  /** A tenant's entries, newest first (by their last status change), optionally of one status. */
+  async list(
+    tenant: string,
+    filter: { status?: ScheduleStatus | null; first?: number; after?: string | null } = {},
+  ): Promise<Page<ScheduledTransition>> {
+    const first = assertPageSize(filter.first, 20);
+    const status = filter.status ?? null;
+    if (status !== null && !(SCHEDULE_STATUSES as readonly string[]).includes(status)) throw badInput('unknown status');
+    const after = decodeCursor(filter.after);
+    const position = status === null ? /^\d{13}:[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/ : new RegExp(`^${status}:\\d{13}:[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`);
+    if (after !== '' && !position.test(after)) throw badInput('after is not a cursor of this listing');
+    const k = this.ctx.keys(tenant);
+    const index = status === null ? k.scheduleIndex() : k.scheduleIndexByStatus();
+    const page = await fcallReadOnly<{ ids: unknown; next: string | null }>(this.ctx.redis, 'sched_list', [index], [status ?? '', first, after]);
+    const replies = await fcallReadOnlyMany<EntryReply | null>(
+      this.ctx.redis,
+      'sched_get',
+      asList<string>(page.ids).map((id) => ({ keys: [k.scheduleEntry(id)], args: [] })),
+    );
+    return {
+      items: replies.filter((r): r is EntryReply => r !== null).map(decodeEntry),
+      nextCursor: page.next === null ? null : encodeCursor(page.next),
+    };
   }
 
   private async getRaw(tenant: string, id: string): Promise<EntryReply | null> {
@@ -158,4 +222,10 @@ export class SchedulerEngine {
     const k = this.ctx.keys(tenant);
     return fcallReadOnly<EntryReply | null>(this.ctx.redis, 'sched_get', [k.scheduleEntry(id)], []);
   }
+}
+
+/** An error Redis answered (the call ran and failed), as opposed to a lost connection. */
+function isReplyFailure(err: unknown): boolean {
+  if (err instanceof EngineError) return err.code === 'STALE_KEYS' || err.code === 'INTERNAL';
+  return err instanceof Error && err.name === 'ReplyError';
 }

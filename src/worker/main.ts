@@ -1,40 +1,55 @@
 /**
  * `npm run worker`: the scheduler worker as a process of its own, beside one or more servers on the
- * same Redis (set WORKER_ENABLED=false on the servers to leave all scheduling to it). It needs the
- * Redis the servers use: REDIS_URL, or a Redis 7 at 127.0.0.1:6379; it never starts one of its own.
+ * same Redis (set WORKER_ENABLED=false on the servers to leave all scheduling to it). It finds Redis
+ * as the server does (src/redis/connect.ts): REDIS_URL, a Redis 7 at LOCAL_REDIS_URL, or the private
+ * redis-server of DATA_DIR, which it shares with the servers on that directory (starting it if it is
+ * the first process there).
  */
 import { Redis } from 'ioredis';
-import { ConfigError, readConfig } from '../config.js';
+import { engineOptions, readConfig } from '../config.js';
 import { Engine } from '../engine/engine.js';
 import { createLog } from '../log.js';
-import { probeRedis } from '../redis/connect.js';
-import { FunctionLoadError, loadFunctions } from '../redis/functions.js';
+import { resolveRedis } from '../redis/connect.js';
+import { loadFunctions } from '../redis/functions.js';
+import { startupFailureLine } from '../startup.js';
 import { SchedulerWorker } from './scheduler.worker.js';
 
 async function main(): Promise<void> {
   const config = readConfig();
-  const log = createLog(config.logLevel);
-  const url = config.redisUrl ?? config.localRedisUrl;
-  if (!config.redisUrl && (await probeRedis(url)) === null) {
-    throw new ConfigError(`no Redis answers at ${url}: set REDIS_URL to the Redis your atomflow server uses`);
-  }
+  const log = createLog(config.logLevel, config.logFormat);
+  const resolved = await resolveRedis({ redisUrl: config.redisUrl, localUrl: config.localRedisUrl, dataDir: config.dataDir, log });
+  const url = resolved.url;
   const redis = new Redis(url, { maxRetriesPerRequest: 1 });
-  redis.on('error', (err) => log(`redis: ${err.message}`));
-  await loadFunctions(redis, { log });
-  const worker = new SchedulerWorker(new Engine(redis, { streamMaxLen: config.streamMaxLen }), {
+  // the worker says when Redis goes away and when it returns; the client's own errors stay quiet
+  redis.on('error', () => {});
+  try {
+    await loadFunctions(redis, { log });
+  } catch (err) {
+    redis.disconnect();
+    await resolved.stop();
+    throw err;
+  }
+  // a Redis that restarts empty has lost the functions: load them again when the connection returns
+  redis.on('ready', () => {
+    loadFunctions(redis, { log }).catch((err: Error) => log(`redis: could not load functions after reconnect: ${err.message}`));
+  });
+  const worker = new SchedulerWorker(new Engine(redis, engineOptions(config)), {
     tenants: config.worker.tenants,
+    redis,
     tickMs: config.worker.tickMs,
     leaseMs: config.worker.leaseMs,
+    maxAttempts: config.worker.maxAttempts,
     log,
   });
   worker.start();
-  log(`scheduler worker running on ${url} for tenants ${config.worker.tenants.join(', ')} (tick ${config.worker.tickMs} ms)`);
+  log(`scheduler worker running on ${url} for ${config.worker.tenants ? `tenants ${config.worker.tenants.join(', ')}` : 'every tenant with due entries'} (tick ${config.worker.tickMs} ms)`);
 
   const shutdown = (signal: string) => {
     log(`${signal}: stopping the worker`);
     worker
       .stop()
-      .then(() => redis.quit())
+      .then(() => redis.quit().catch(() => redis.disconnect()))
+      .then(() => resolved.stop())
       .then(
         () => process.exit(0),
         () => process.exit(1),
@@ -45,7 +60,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  const known = err instanceof ConfigError || err instanceof FunctionLoadError;
-  process.stderr.write(`atomflow worker: ${known ? (err as Error).message : err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.stderr.write(`atomflow worker: ${startupFailureLine(err, process.env.NODE_ENV === 'development')}\n`);
   process.exit(1);
 });

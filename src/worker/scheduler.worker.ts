@@ -6,44 +6,76 @@
  * takes effect exactly once even when a worker dies between claim and apply (its lease runs out and
  * another worker claims the entry again).
  */
+import type { Redis } from 'ioredis';
 import type { SchedulerEngine } from '../scheduler/scheduler.engine.js';
+import { acrossTenants } from '../redis/keys.js';
 import { assertId, assertInt, MAX_INT32 } from '../engine/validation.js';
-import { MAX_CLAIM } from '../scheduler/scheduler.engine.js';
+import { MAX_CLAIM, type ScheduledTransition } from '../scheduler/scheduler.engine.js';
+import { redisTrouble } from '../redis/replies.js';
+import type { Log } from '../log.js';
+import { scheduledEntries } from '../metrics.js';
+
+/** SCAN calls per tick while looking for tenants with due entries, and keys each call visits. */
+const SCAN_CALLS_PER_TICK = 10;
+const SCAN_COUNT = 1000;
 
 export interface SchedulerWorkerOptions {
-  /** Tenants whose entries this worker applies. Default ['default']. */
-  tenants?: string[];
+  /**
+   * Only these tenants (WORKER_TENANTS). Without it the worker finds the tenants that have due
+   * entries by itself, scanning `redis` for their due sets; with neither, ['default'].
+   */
+  tenants?: string[] | null;
+  /** Where to scan for tenants with due entries when `tenants` is not given. */
+  redis?: Pick<Redis, 'scan'>;
   /** Pause between the end of one tick and the start of the next, in ms. Default 250. */
   tickMs?: number;
   /** How long a claim keeps an entry from other workers, in ms. Default 30000. */
   leaseMs?: number;
   /** Entries claimed per call. Default 100. */
   batchSize?: number;
-  /** Where failures are reported; the loop goes on after logging. Default console.error. */
-  log?: (line: string) => void;
+  /** Applying an entry that fails without an atomflow error code this many times makes it FAILED. Default 5. */
+  maxAttempts?: number;
+  /**
+   * Where each settled entry (one line each) and each failure is reported; the loop goes on after
+   * logging. Default: failures to console.error.
+   */
+  log?: Log;
 }
 
 export class SchedulerWorker {
-  readonly tenants: readonly string[];
+  /** The tenant filter; null when the worker finds tenants itself. */
+  readonly tenants: readonly string[] | null;
   readonly tickMs: number;
   readonly leaseMs: number;
   readonly batchSize: number;
-  private readonly log: (line: string) => void;
+  readonly maxAttempts: number;
+  private readonly log: Log;
   private running = false;
   /** Set by stop(): a tick in flight finishes its current batch and claims no more. */
   private stopping = false;
   private timer: NodeJS.Timeout | null = null;
   private inFlight: Promise<void> | null = null;
+  /** Why Redis cannot serve, while it cannot: logged once when it goes, once when it returns. */
+  private redisDown: string | null = null;
+
+  private readonly redis: Pick<Redis, 'scan'> | null;
+  /** Tenants seen with a due set in the last full scan, and in the scan under way. */
+  private known = new Set<string>();
+  private scanning = new Set<string>();
+  private scanCursor = '0';
 
   constructor(
     private readonly engine: { readonly scheduler: Pick<SchedulerEngine, 'claimDue' | 'apply'> },
     options: SchedulerWorkerOptions = {},
   ) {
-    this.tenants = (options.tenants ?? ['default']).map((t) => assertId(t, 'tenant'));
+    this.redis = options.tenants ? null : (options.redis ?? null);
+    this.tenants = options.tenants || !this.redis ? (options.tenants ?? ['default']).map((t) => assertId(t, 'tenant')) : null;
     this.tickMs = assertInt(options.tickMs ?? 250, 'tickMs', 1, MAX_INT32);
     this.leaseMs = assertInt(options.leaseMs ?? 30_000, 'leaseMs', 1, MAX_INT32);
     this.batchSize = assertInt(options.batchSize ?? 100, 'batchSize', 1, MAX_CLAIM);
-    this.log = options.log ?? ((line) => console.error(line));
+    this.maxAttempts = assertInt(options.maxAttempts ?? 5, 'maxAttempts', 1, 1000);
+    // without a log, only failures reach stderr (not one line per settled entry)
+    this.log = options.log ?? ((line, fields) => (!fields || fields.level === 'error' || fields.err ? console.error(line) : undefined));
   }
 
   get isRunning(): boolean {
@@ -74,27 +106,107 @@ export class SchedulerWorker {
   /**
    * One pass: for each tenant, claims due entries batch by batch and applies them. Returns how many
    * entries this pass claimed and applied (settled as DONE or FAILED, or found already settled).
-   * An entry whose apply fails (Redis unreachable, say) is logged and left to its lease.
+   * An entry whose apply fails is logged and left to its lease; a failed attempt that Redis answered
+   * is counted, and after maxAttempts the entry is FAILED. While Redis is unreachable, loading or out
+   * of memory the worker logs that once, and once more when Redis answers again.
    */
   async tick(): Promise<number> {
     let applied = 0;
-    for (const tenant of this.tenants) {
+    for (const tenant of this.tenants ?? (await this.dueTenants())) {
       if (this.stopping) break;
       try {
         for (;;) {
           const ids = await this.engine.scheduler.claimDue(tenant, { limit: this.batchSize, leaseMs: this.leaseMs });
-          const results = await Promise.allSettled(ids.map((id) => this.engine.scheduler.apply(tenant, id)));
+          this.redisAnswered();
+          const results = await Promise.allSettled(
+            ids.map((id) => this.engine.scheduler.apply(tenant, id, { maxAttempts: this.maxAttempts })),
+          );
           results.forEach((r, i) => {
-            if (r.status === 'fulfilled') applied++;
-            else this.log(`scheduler: applying ${tenant}/${ids[i]} failed: ${describe(r.reason)}`);
+            if (r.status === 'rejected') {
+              scheduledEntries.inc({ outcome: 'error' });
+              if (!this.redisFailed(r.reason)) {
+                this.log(`scheduler: applying ${tenant}/${ids[i]} failed: ${describe(r.reason)}`, { level: 'error', tenant, entryId: ids[i] });
+              }
+            } else if (r.value.status === 'PENDING') {
+              // a failed attempt, counted; claimable again when its lease runs out
+              scheduledEntries.inc({ outcome: 'error' });
+              this.log(`scheduler: attempt ${r.value.attempts} of ${this.maxAttempts} to apply ${tenant}/${ids[i]} failed: ${r.value.error}`, {
+                level: 'error',
+                tenant,
+                entryId: ids[i],
+              });
+            } else {
+              applied++;
+              this.settled(tenant, r.value);
+            }
           });
           if (ids.length < this.batchSize || this.stopping) break;
         }
       } catch (err) {
-        this.log(`scheduler: claiming due entries of tenant ${tenant} failed: ${describe(err)}`);
+        if (!this.redisFailed(err)) this.log(`scheduler: claiming due entries of tenant ${tenant} failed: ${describe(err)}`, { level: 'error', tenant });
       }
     }
     return applied;
+  }
+
+  /** Redis trouble (unreachable, loading, out of memory): one log line per outage, not per tick. */
+  private redisFailed(err: unknown): boolean {
+    const trouble = redisTrouble(err);
+    if (!trouble) return false;
+    if (this.redisDown === null) this.log(`scheduler: ${trouble.replace(/; retry later$/, '')}; waiting for Redis (due entries are applied once it is back)`);
+    this.redisDown = trouble;
+    return true;
+  }
+
+  private redisAnswered(): void {
+    if (this.redisDown === null) return;
+    this.redisDown = null;
+    this.log('scheduler: Redis is back; applying due entries again');
+  }
+
+  /** One log line and one count per entry the worker settled (DONE: applied; FAILED: refused). */
+  private settled(tenant: string, entry: ScheduledTransition): void {
+    const failed = entry.status === 'FAILED';
+    scheduledEntries.inc({ outcome: failed ? 'failed' : 'applied' });
+    const fields = {
+      level: failed ? ('warn' as const) : ('info' as const),
+      tenant,
+      entryId: entry.id,
+      workflowId: entry.workflowId,
+      to: entry.to,
+      status: entry.status,
+      runAt: entry.runAt.toISOString(),
+      lagMs: entry.executedAt ? entry.executedAt.getTime() - entry.runAt.getTime() : null,
+      ...(failed ? { errorCode: entry.error?.split(' ')[0] ?? null, error: entry.error } : {}),
+    };
+    this.log(failed ? `scheduled transition ${entry.id} failed: ${entry.error}` : `scheduled transition ${entry.id} applied`, fields);
+  }
+
+  /**
+   * Tenants that have a due set, found by SCAN over the due-set key pattern (src/redis/keys.ts). A
+   * tick runs at most SCAN_CALLS_PER_TICK calls and goes on from there at the next tick, so one tick
+   * stays cheap however large the keyspace; tenants found stay known until a full pass misses them.
+   */
+  private async dueTenants(): Promise<string[]> {
+    const due = acrossTenants((k) => k.scheduleDue());
+    try {
+      for (let call = 0; call < SCAN_CALLS_PER_TICK; call++) {
+        const [next, keys] = await this.redis!.scan(this.scanCursor, 'MATCH', due.pattern, 'COUNT', SCAN_COUNT);
+        for (const key of keys) {
+          const tenant = due.tenantOf(key);
+          if (tenant) this.scanning.add(tenant);
+        }
+        this.scanCursor = next;
+        if (next === '0') {
+          this.known = this.scanning;
+          this.scanning = new Set();
+          break;
+        }
+      }
+    } catch (err) {
+      this.log(`scheduler: looking for tenants with due entries failed: ${describe(err)}`);
+    }
+    return [...new Set([...this.known, ...this.scanning])];
   }
 
   private schedule(delay: number): void {
@@ -103,7 +215,7 @@ export class SchedulerWorker {
       this.inFlight = this.tick()
         .then(
           () => undefined,
-          (err: unknown) => this.log(`scheduler: tick failed: ${describe(err)}`),
+          (err: unknown) => this.log(`scheduler: tick failed: ${describe(err)}`, { err }),
         )
         .finally(() => {
           this.inFlight = null;

@@ -4,23 +4,12 @@
  */
 import { Arg, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root, Subscription } from 'type-graphql';
 import type { GraphQLContext } from '../graphql/context.js';
-import { tenantKeys } from '../redis/keys.js';
+import type { WorkflowEventMessage } from '../events/tenant-events.js';
 import { HistoryPage, Workflow, WorkflowEvent, WorkflowPage } from './workflow.type.js';
 import { StateMachine } from './state-machine.type.js';
 import { DefineStateMachineInput, StartWorkflowInput, TransitionWorkflowInput } from './workflow.input.js';
 import type { Workflow as EngineWorkflow } from './workflows.engine.js';
 
-/** What lua PUBLISHes on the workflow channel (prelude: emit_workflow_event). */
-interface WorkflowEventMessage {
-  eventId: string;
-  workflowId: string;
-  machine: string;
-  from: string | null;
-  to: string;
-  version: number;
-  at: number;
-  metadata: Record<string, unknown>;
-}
 
 @Resolver(() => StateMachine)
 export class StateMachineResolver {
@@ -80,15 +69,21 @@ export class WorkflowResolver {
   }
 
   @Subscription(() => WorkflowEvent, {
-    description: 'Every workflow start and transition, optionally of one workflow or one machine.',
-    topics: ({ context }: { context: GraphQLContext }) => tenantKeys(context.tenant).workflowChannel(),
-    filter: ({ payload, args }: { payload: WorkflowEventMessage; args: { workflowId?: string | null; machine?: string | null } }) =>
-      (!args.workflowId || payload.workflowId === args.workflowId) && (!args.machine || payload.machine === args.machine),
+    description:
+      'Every workflow start and transition, optionally of one workflow or one machine. With `after` (an eventId, or "0" for the oldest retained event) the events after it come first, then live ones, with no gap and none twice.',
+    subscribe: ({
+      args,
+      context,
+    }: {
+      args: { workflowId?: string | null; machine?: string | null; after?: string | null };
+      context: GraphQLContext;
+    }) => context.events.workflowEvents(context.tenant, args),
   })
   workflowEvents(
     @Root() message: WorkflowEventMessage,
     @Arg('workflowId', () => ID, { nullable: true }) _workflowId: string | null,
     @Arg('machine', () => String, { nullable: true }) _machine: string | null,
+    @Arg('after', () => String, { nullable: true, description: 'Resume after this eventId; "0" replays every retained event.' }) _after: string | null,
   ): WorkflowEvent {
     return { ...message, at: new Date(message.at) };
   }

@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { fcall, fcallReadOnly, fcallReadOnlyMany } from '../redis/replies.js';
 import type { EngineContext, WorkflowRoute } from '../engine/context.js';
 import { EngineError, badInput } from '../engine/errors.js';
+import { LIMITS } from '../limits.js';
 import {
   asList,
   assertId,
@@ -22,8 +23,7 @@ import {
 } from '../engine/validation.js';
 
 export const ORDER_MACHINE = 'order';
-export const MAX_STATES = 64;
-export const MAX_TRANSITIONS = 256;
+export const { MAX_STATES, MAX_TRANSITIONS } = LIMITS;
 
 export interface TransitionRule {
   from: string;
@@ -98,7 +98,7 @@ export interface TransitionWorkflowInput {
   metadata?: JsonObject | null;
 }
 
-/** The workflow as the Lua functions answer it (prelude: workflow_reply). */
+/** The workflow as the Lua functions answer it (lua/include/workflow.lua: workflow_reply). */
 export interface WorkflowReply {
   id: string;
   machine: string;

@@ -25,9 +25,10 @@ interface DemoRun {
   stderr: string;
 }
 
-function runDemo(url: string, timeoutMs = 40_000): Promise<DemoRun> {
+async function runDemo(url: string, timeoutMs = 40_000): Promise<DemoRun> {
+  const token = await t.token({ role: 'admin', sub: 'demo' });
   const child = spawn(process.execPath, ['--import', 'tsx', DEMO], {
-    env: { ATOMFLOW_URL: url, PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? os.tmpdir() },
+    env: { ATOMFLOW_URL: url, ATOMFLOW_TOKEN: token, PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? os.tmpdir() },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -91,7 +92,7 @@ describe('npm run demo', () => {
         order(id: $o) { state totalCents } rejected: order(id: $o2) { id }
         product(id: $p) { stock } account(id: $a) { balanceCents }
         workflow(id: $w) { state version }
-        dataHash(key: $h) dataSet(key: $s) saga(id: $saga) { status failedStep }
+        dataHash(key: $h) { fields } dataSet(key: $s) { members } saga(id: $saga) { status failedStep }
       }`,
       { o: `order-1-${r}`, o2: `order-2-${r}`, p: `widget-${r}`, a: `alice-${r}`, w: `ticket-1-${r}`, h: `warehouse-${r}`, s: `suppliers-${r}`, saga: `saga-2-${r}` },
     );
@@ -102,8 +103,8 @@ describe('npm run demo', () => {
       product: { stock: 5 },
       account: { balanceCents: 10000 },
       workflow: { state: 'resolved', version: 3 },
-      dataHash: { bolts: '60' },
-      dataSet: ['acme'],
+      dataHash: { fields: { bolts: '60' } },
+      dataSet: { members: ['acme'] },
       saga: { status: 'ROLLED_BACK', failedStep: 3 },
     });
   });

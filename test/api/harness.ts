@@ -1,13 +1,17 @@
 /**
  * API test harness: an in-process atomflow server on a free port against the private redis-server,
- * a plain HTTP POST client, and a graphql-ws client that collects subscription events.
+ * a plain HTTP POST client, and a graphql-ws client that collects subscription events. The server
+ * verifies tokens with TEST_JWT_SECRET; `t.gql` and `t.subscribe` send an admin token for `t.tenant`
+ * unless given another token (`{ token }`, null for none). `t.token(...)` makes tokens.
  */
 import { randomUUID } from 'node:crypto';
 import { inject } from 'vitest';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
 import { Redis } from 'ioredis';
+import { SignJWT } from 'jose';
 import { readConfig, type Config } from '../../src/config.js';
+import type { Role } from '../../src/auth/tokens.js';
 import { createServer, type RunningServer } from '../../src/server.js';
 import { snapshotTenant, uniqueTenant } from '../setup/helpers.js';
 
@@ -17,13 +21,28 @@ export interface GraphQLResponse<T = Record<string, any>> {
   errors?: { message: string; path?: string[]; extensions?: { code?: string; [k: string]: unknown } }[];
 }
 
+/** Which token a request sends: default an admin token of the server's tenant; null sends none. */
+export interface AuthOption {
+  token?: string | null;
+}
+
+export interface TokenClaims {
+  tenant?: string;
+  role?: Role;
+  sub?: string;
+  /** Seconds until `exp` (negative: already expired). Default 3600. */
+  ttlSeconds?: number;
+}
+
 export interface TestServer {
   server: RunningServer;
   tenant: string;
   redis: Redis;
-  gql<T = Record<string, any>>(query: string, variables?: Record<string, unknown>): Promise<GraphQLResponse<T>>;
+  gql<T = Record<string, any>>(query: string, variables?: Record<string, unknown>, options?: AuthOption): Promise<GraphQLResponse<T>>;
   snapshot(): Promise<Record<string, unknown>>;
-  subscribe(query: string, variables?: Record<string, unknown>): Promise<Subscription>;
+  subscribe(query: string, variables?: Record<string, unknown>, options?: AuthOption): Promise<Subscription>;
+  /** A token signed with TEST_JWT_SECRET; defaults: this tenant, role admin, sub = role. */
+  token(claims?: TokenClaims): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -35,15 +54,45 @@ export interface Subscription {
   close(): void;
 }
 
+/** The HS256 secret test servers verify with (tests only; never a real secret). */
+export const TEST_JWT_SECRET = 'atomflow-test-secret-not-for-production-use-0123456789';
+
+/** Test config: AUTH_JWT_SECRET = TEST_JWT_SECRET, a rate limit high enough not to slow tests. */
 export function testConfig(overrides: Partial<Config> = {}): Config {
-  const base = readConfig({ REDIS_URL: inject('redisUrl'), PORT: '0', LOG_LEVEL: 'silent', WORKER_ENABLED: 'false' });
-  return { ...base, ...overrides, worker: { ...base.worker, ...(overrides.worker ?? {}) } };
+  const base = readConfig({
+    REDIS_URL: inject('redisUrl'),
+    PORT: '0',
+    LOG_LEVEL: 'silent',
+    WORKER_ENABLED: 'false',
+    NODE_ENV: 'test',
+    AUTH_JWT_SECRET: TEST_JWT_SECRET,
+    RATE_LIMIT_PER_S: '10000',
+    RATE_LIMIT_BURST: '10000',
+  });
+  return {
+    ...base,
+    ...overrides,
+    worker: { ...base.worker, ...(overrides.worker ?? {}) },
+    limits: { ...base.limits, ...(overrides.limits ?? {}) },
+    auth: { ...base.auth, ...(overrides.auth ?? {}) },
+  };
 }
 
-export async function postGraphQL<T>(url: string, query: string, variables?: Record<string, unknown>): Promise<GraphQLResponse<T>> {
+/** Signs a token with `secret` (default TEST_JWT_SECRET): HS256, claims sub, tenant, role, exp. */
+export async function testToken(claims: TokenClaims & { tenant: string }, secret = TEST_JWT_SECRET): Promise<string> {
+  const role = claims.role ?? 'admin';
+  return new SignJWT({ tenant: claims.tenant, role })
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setSubject(claims.sub ?? role)
+    .setExpirationTime(Math.floor(Date.now() / 1000) + (claims.ttlSeconds ?? 3600))
+    .sign(new TextEncoder().encode(secret));
+}
+
+/** POSTs one operation; sends `Authorization: Bearer <token>` when a token is given. */
+export async function postGraphQL<T>(url: string, query: string, variables?: Record<string, unknown>, token?: string | null): Promise<GraphQLResponse<T>> {
   const res = await fetch(url, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
     body: JSON.stringify({ query, variables }),
   });
   const body = (await res.json()) as GraphQLResponse<T>;
@@ -59,8 +108,15 @@ export async function openSubscription(
   listenerCount: () => number,
   query: string,
   variables?: Record<string, unknown>,
+  token?: string | null,
 ): Promise<Subscription & { client: Client }> {
-  const client = createClient({ url: wsUrl, webSocketImpl: WebSocket, lazy: false, retryAttempts: 0 });
+  const client = createClient({
+    url: wsUrl,
+    webSocketImpl: WebSocket,
+    lazy: false,
+    retryAttempts: 0,
+    connectionParams: token ? { authorization: `Bearer ${token}` } : {},
+  });
   const events: any[] = [];
   const errors: unknown[] = [];
   let waiters: (() => void)[] = [];
@@ -121,20 +177,26 @@ export async function subscriberCount(redis: Redis, channel: string): Promise<nu
 export async function startTestServer(options: { config?: Partial<Config>; tenant?: string } = {}): Promise<TestServer> {
   const tenant = options.tenant ?? uniqueTenant('api');
   const config = testConfig({ ...options.config, worker: { ...testConfig().worker, tenants: [tenant], ...(options.config?.worker ?? {}) } });
-  const server = await createServer(config, { tenant });
+  const server = await createServer(config);
+  // as the server does for `default` at start: the built-in order machine exists before any request
+  await server.engine.workflows.ensureOrderMachine(tenant);
   const redis = new Redis(server.redisUrl, { maxRetriesPerRequest: 1 });
   const subscriptions: Subscription[] = [];
+  const secret = config.auth.secret ?? TEST_JWT_SECRET;
+  const admin = await testToken({ tenant, role: 'admin', ttlSeconds: 24 * 3600 }, secret);
+  const tokenOf = (options?: AuthOption) => (options && 'token' in options ? options.token : admin);
   return {
     server,
     tenant,
     redis,
-    gql: (query, variables) => postGraphQL(server.url, query, variables),
+    gql: (query, variables, options) => postGraphQL(server.url, query, variables, tokenOf(options)),
     snapshot: () => snapshotTenant(redis, tenant),
-    async subscribe(query, variables) {
+    token: (claims = {}) => testToken({ tenant, ...claims }, secret),
+    async subscribe(query, variables, options) {
       const channel = /orderEvents/.test(query)
         ? server.engine.context.keys(tenant).ordersChannel()
         : server.engine.context.keys(tenant).workflowChannel();
-      const sub = await openSubscription(server.wsUrl, () => server.listenerCount(channel), query, variables);
+      const sub = await openSubscription(server.wsUrl, () => server.listenerCount(channel), query, variables, tokenOf(options));
       subscriptions.push(sub);
       return sub;
     },

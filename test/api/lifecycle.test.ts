@@ -14,7 +14,7 @@ import { freePort, startPrivateRedis } from '../setup/private-redis.js';
 import { createTestEngine, redisUrl, uniqueTenant } from '../setup/helpers.js';
 import { createServer } from '../../src/server.js';
 import { resolveRedis, RedisUnavailableError } from '../../src/redis/connect.js';
-import { openSubscription, postGraphQL, testConfig, uid } from './harness.js';
+import { openSubscription, postGraphQL, TEST_JWT_SECRET, testConfig, testToken, uid } from './harness.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterAll(async () => {
@@ -39,7 +39,7 @@ async function status(url: string): Promise<number> {
 }
 
 /** Runs `npm start`'s entry point as a child process and resolves with its endpoint once it prints it. */
-function startMain(env: Record<string, string>): Promise<{ child: ChildProcess; url: string; output: () => string }> {
+function startMain(env: Record<string, string>): Promise<{ child: ChildProcess; url: string; output: () => string; token: () => string | null }> {
   const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
     env: { PATH: process.env.PATH ?? '', HOME: os.tmpdir(), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -53,10 +53,10 @@ function startMain(env: Record<string, string>): Promise<{ child: ChildProcess; 
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start: ${output}`)), 20_000);
     child.stdout!.on('data', () => {
-      const match = /GraphQL endpoint: (\S+)/.exec(output);
+      const match = /GraphQL endpoint: ([^\s"]+)/.exec(output);
       if (match) {
         clearTimeout(timer);
-        resolve({ child, url: match[1]!, output: () => output });
+        resolve({ child, url: match[1]!, output: () => output, token: () => /admin token for tenant default [^:]*: ([^\s"]+)/.exec(output)?.[1] ?? null });
       }
     });
     child.once('exit', (code) => {
@@ -75,7 +75,7 @@ describe('health and readiness', () => {
   it('answers /healthz while alive and /readyz 503 while Redis is down, 200 once it is back', async () => {
     const port = await freePort();
     let redis = await startPrivateRedis(port);
-    const server = await createServer(testConfig({ redisUrl: redis.url }), { tenant: uniqueTenant('ready') });
+    const server = await createServer(testConfig({ redisUrl: redis.url }));
     cleanups.push(() => server.stop());
     const base = server.url.replace('/graphql', '');
     expect(await status(`${base}/healthz`)).toBe(200);
@@ -89,7 +89,7 @@ describe('health and readiness', () => {
     redis = await startPrivateRedis(port);
     cleanups.push(() => redis.stop());
     await expect.poll(() => status(`${base}/readyz`), { timeout: 15_000 }).toBe(200);
-    const res = await postGraphQL(server.url, '{ stateMachine(name: "order") { name version } }');
+    const res = await postGraphQL(server.url, '{ stateMachine(name: "order") { name version } }', undefined, await testToken({ tenant: 'default' }));
     expect(res.data).toEqual({ stateMachine: { name: 'order', version: 1 } });
   });
 });
@@ -97,13 +97,14 @@ describe('health and readiness', () => {
 describe('several instances', () => {
   it('relays to a subscriber on one instance the events caused through another', async () => {
     const tenant = uniqueTenant('fleet');
-    const a = await createServer(testConfig(), { tenant });
-    const b = await createServer(testConfig(), { tenant });
+    const a = await createServer(testConfig());
+    const b = await createServer(testConfig());
+    const token = await testToken({ tenant });
     cleanups.push(() => a.stop(), () => b.stop());
     const redis = new Redis(redisUrl());
     cleanups.push(() => redis.disconnect());
     const machine = `m${uid('').replace(/-/g, '')}`;
-    const define = await postGraphQL(b.url, 'mutation($n: ID!) { defineStateMachine(input: {name: $n, initialState: "open", states: ["open", "shut"], transitions: [{from: "open", to: ["shut"]}]}) { version } }', { n: machine });
+    const define = await postGraphQL(b.url, 'mutation($n: ID!) { defineStateMachine(input: {name: $n, initialState: "open", states: ["open", "shut"], transitions: [{from: "open", to: ["shut"]}]}) { version } }', { n: machine }, token);
     expect(define.errors).toBeUndefined();
 
     const channel = a.engine.context.keys(tenant).workflowChannel();
@@ -112,10 +113,11 @@ describe('several instances', () => {
       () => a.listenerCount(channel),
       'subscription($m: String) { workflowEvents(machine: $m) { workflowId from to version } }',
       { m: machine },
+      token,
     );
     cleanups.push(() => sub.close());
-    await postGraphQL(b.url, 'mutation($m: String!) { startWorkflow(input: {id: "door", machine: $m}) { id } }', { m: machine });
-    await postGraphQL(b.url, 'mutation { transitionWorkflow(input: {id: "door", to: "shut"}) { id } }');
+    await postGraphQL(b.url, 'mutation($m: String!) { startWorkflow(input: {id: "door", machine: $m}) { id } }', { m: machine }, token);
+    await postGraphQL(b.url, 'mutation { transitionWorkflow(input: {id: "door", to: "shut"}) { id } }', undefined, token);
     const events = await sub.waitFor(2);
     expect(events.map((e) => e.workflowEvents)).toEqual([
       { workflowId: 'door', from: null, to: 'open', version: 1 },
@@ -162,10 +164,14 @@ describe('finding Redis', () => {
     const dataDir = mkdtempSync(path.join(os.tmpdir(), 'atomflow-data-'));
     cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
     const closed = `redis://127.0.0.1:${await freePort()}`;
-    const { child, url, output } = await startMain({ LOCAL_REDIS_URL: closed, DATA_DIR: dataDir, PORT: '0', WORKER_ENABLED: 'false' });
+    const { child, url, output, token } = await startMain({ LOCAL_REDIS_URL: closed, DATA_DIR: dataDir, PORT: '0', WORKER_ENABLED: 'false' });
     expect(output()).toContain('started a private redis-server');
-    const res = await postGraphQL(url, 'mutation { restockProduct(productId: "p1", quantity: 3) { id stock } }');
+    // no key configured: it prints an admin token for tenant default, signed with a secret it keeps in DATA_DIR
+    await expect.poll(token).not.toBeNull();
+    expect(await postGraphQL(url, '{ stateMachines { name } }').then((r) => r.errors?.[0]?.extensions?.code)).toBe('UNAUTHENTICATED');
+    const res = await postGraphQL(url, 'mutation { restockProduct(productId: "p1", quantity: 3) { id stock } }', undefined, token());
     expect(res.data).toEqual({ restockProduct: { id: 'p1', stock: 3 } });
+    expect(existsSync(path.join(dataDir, 'dev-jwt-secret'))).toBe(true);
     child.kill('SIGTERM');
     expect(await exitOf(child)).toBe(0);
     // redis-server wrote its append-only file there (Redis 7 keeps it in appendonlydir/)
@@ -203,12 +209,13 @@ describe('the worker as a process of its own (npm run worker)', () => {
 
 describe('shutdown', () => {
   it('on SIGTERM closes subscriptions with 1001 Going Away and exits 0', async () => {
-    const { child, url } = await startMain({ REDIS_URL: redisUrl(), PORT: '0', WORKER_ENABLED: 'true' });
+    const { child, url } = await startMain({ REDIS_URL: redisUrl(), PORT: '0', WORKER_ENABLED: 'true', AUTH_JWT_SECRET: TEST_JWT_SECRET });
     const closeCodes: number[] = [];
     const client = createClient({
       url: url.replace('http', 'ws'),
       webSocketImpl: WebSocket,
       retryAttempts: 0,
+      connectionParams: { authorization: `Bearer ${await testToken({ tenant: 'default' })}` },
       on: { closed: (event) => closeCodes.push((event as { code: number }).code) },
     });
     const redis = new Redis(redisUrl());

@@ -77,7 +77,10 @@ describe('README walkthrough', () => {
 
     expect(find('id: "saga-1"')[0]!.executeSaga).toEqual({ id: 'saga-1', status: 'COMPLETED', stepsCompleted: 3, failedStep: null, error: null });
     expect(find('id: "saga-2"')[0]!.executeSaga).toMatchObject({ id: 'saga-2', status: 'ROLLED_BACK', stepsCompleted: 2, failedStep: 3 });
-    expect(find('dataHash(key: "warehouse")')[0]).toMatchObject({ dataHash: { bolts: '60' }, dataSet: ['acme'] });
+    expect(find('dataHash(key: "warehouse")')[0]).toMatchObject({
+      dataHash: { fields: { bolts: '60' }, nextCursor: null },
+      dataSet: { members: ['acme'], nextCursor: null },
+    });
 
     expect(find('scheduleTransition')[0]!.scheduleTransition).toMatchObject({ status: 'PENDING', runAt: '2030-01-01T09:00:00.000Z' });
   });

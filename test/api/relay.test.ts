@@ -1,10 +1,10 @@
 /**
- * The event relay (src/pubsub.ts) on its own: a listener counted live receives every event published
+ * The event relay (src/events/relay.ts) on its own: a listener counted live receives every event published
  * after that point, including on a relay whose Redis connection is still in its handshake.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { createEventRelay, type EventRelay } from '../../src/pubsub.js';
+import { createEventRelay, type EventRelay } from '../../src/events/relay.js';
 import { redisUrl, uniqueTenant } from '../setup/helpers.js';
 
 const relays: EventRelay[] = [];
@@ -24,10 +24,12 @@ async function waitUntil(condition: () => boolean, what: string, timeoutMs = 500
 
 describe('event relay', () => {
   it('a listener opened while the connection is still in its handshake is live only when it receives events, and the connection is never dropped', async () => {
-    const channel = `atomflow:{${uniqueTenant('relay')}}:events:orders`;
+    const tenant = uniqueTenant('relay');
+    const channel = `atomflow:{${tenant}}:events:orders`;
+    const stream = `atomflow:{${tenant}}:events`;
     const publisher = new Redis(redisUrl());
     clients.push(publisher);
-    const relay = createEventRelay(redisUrl());
+    const relay = createEventRelay(redisUrl(), publisher);
     relays.push(relay);
     let reconnects = 0;
     relay.subscriber.on('reconnecting', () => reconnects++);
@@ -35,7 +37,7 @@ describe('event relay', () => {
     // Subscribe in the window between the TCP connect and the end of ioredis' ready check: the window
     // in which a freshly started server instance accepts its first subscriptions.
     const listener = await new Promise<AsyncIterableIterator<unknown>>((resolve) =>
-      relay.subscriber.once('connect', () => resolve(relay.pubSub.subscribe(channel) as AsyncIterableIterator<unknown>)),
+      relay.subscriber.once('connect', () => resolve(relay.listen({ channel, stream, kind: 'order' }))),
     );
     const received: unknown[] = [];
     const reading = (async () => {
@@ -46,11 +48,11 @@ describe('event relay', () => {
     // Events spread over ~300 ms: any reconnection of the subscriber connection would lose some.
     const sent = 15;
     for (let i = 0; i < sent; i++) {
-      await publisher.publish(channel, JSON.stringify({ n: i }));
+      await publisher.publish(channel, JSON.stringify({ eventId: `${i + 1}-0`, type: 'ORDER_CONFIRMED', n: i }));
       await new Promise((r) => setTimeout(r, 20));
     }
     await waitUntil(() => received.length >= sent, `${sent} events (got ${received.length})`).catch(() => {});
-    expect(received).toEqual(Array.from({ length: sent }, (_, n) => ({ n })));
+    expect(received).toEqual(Array.from({ length: sent }, (_, n) => ({ eventId: `${n + 1}-0`, type: 'ORDER_CONFIRMED', n })));
     expect(reconnects).toBe(0);
     expect(relay.subscriber.status).toBe('ready');
 
@@ -60,12 +62,14 @@ describe('event relay', () => {
   });
 
   it('a listener on a closed relay fails instead of waiting forever', async () => {
-    const relay = createEventRelay(redisUrl());
+    const reader = new Redis(redisUrl());
+    clients.push(reader);
+    const relay = createEventRelay(redisUrl(), reader);
     relays.push(relay);
     await new Promise((resolve) => relay.subscriber.once('ready', resolve));
     await relay.close();
     await waitUntil(() => relay.subscriber.status === 'end', 'the relay connection to end');
-    const listener = relay.pubSub.subscribe('atomflow:{closed}:events:orders') as AsyncIterableIterator<unknown>;
+    const listener = relay.listen({ channel: 'atomflow:{closed}:events:orders', stream: 'atomflow:{closed}:events', kind: 'order' });
     await expect(listener.next()).rejects.toThrow(/closed/);
   });
 });

@@ -15,9 +15,9 @@ afterAll(() => t.close());
 const SAGA_FIELDS = `id status stepsCompleted failedStep error`;
 const EXECUTE = `mutation($input: ExecuteSagaInput!) { executeSaga(input: $input) { ${SAGA_FIELDS} } }`;
 const SAGA = `query($id: ID!) { saga(id: $id) { ${SAGA_FIELDS} } }`;
-const DATA = `query($h: String!, $s: String!) { dataHash(key: $h) dataSet(key: $s) }`;
-const DATA_HASH = `query($key: String!) { dataHash(key: $key) }`;
-const DATA_SET = `query($key: String!) { dataSet(key: $key) }`;
+const DATA = `query($h: String!, $s: String!) { dataHash(key: $h) { fields nextCursor } dataSet(key: $s) { members nextCursor } }`;
+const DATA_HASH = `query($key: String!) { dataHash(key: $key) { fields } }`;
+const DATA_SET = `query($key: String!) { dataSet(key: $key) { members } }`;
 
 type Step = { op: string; key: string; field?: string; value?: string; amount?: number; member?: string; min?: number; max?: number };
 
@@ -33,7 +33,10 @@ async function execute(id: string, steps: Step[]) {
 }
 
 async function data(hashKey: string, setKey: string): Promise<{ dataHash: Record<string, string>; dataSet: string[] }> {
-  return ok(DATA, { h: hashKey, s: setKey });
+  const page = await ok(DATA, { h: hashKey, s: setKey });
+  // small keys come back in one page
+  expect([page.dataHash.nextCursor, page.dataSet.nextCursor]).toEqual([null, null]);
+  return { dataHash: page.dataHash.fields, dataSet: page.dataSet.members };
 }
 
 /** The tenant's saga data keys only (the saga records are left out), with their full content. */
@@ -67,7 +70,7 @@ describe('executeSaga', () => {
     const h = uid('acct');
     await execute(uid('saga'), [{ op: 'HINCRBY', key: h, field: 'n', amount: 5 }]);
     await execute(uid('saga'), [{ op: 'HINCRBY', key: h, field: 'n', amount: 7, max: 12 }]);
-    expect((await ok(DATA_HASH, { key: h })).dataHash).toEqual({ n: '12' });
+    expect((await ok(DATA_HASH, { key: h })).dataHash.fields).toEqual({ n: '12' });
   });
 
   it('rolls back on a HINCRBY below min, restoring the exact previous data', async () => {
@@ -105,7 +108,7 @@ describe('executeSaga', () => {
     expect(outcome.error).toMatch(/min/);
 
     expect(await data(h, s)).toEqual(beforeData);
-    expect((await ok(DATA_SET, { key: fresh })).dataSet).toEqual([]);
+    expect((await ok(DATA_SET, { key: fresh })).dataSet.members).toEqual([]);
     expect(await dataSnapshot()).toEqual(beforeKeys);
     expect((await ok(SAGA, { id })).saga).toEqual(outcome);
   });
@@ -145,7 +148,7 @@ describe('executeSaga', () => {
     expect(outcome).toMatchObject({ status: 'ROLLED_BACK', stepsCompleted: 1, failedStep: 2 });
     expect(outcome.error).toMatch(/step 2/);
     expect(await dataSnapshot()).toEqual(beforeKeys);
-    expect((await ok(DATA_HASH, { key: h })).dataHash).toEqual({});
+    expect((await ok(DATA_HASH, { key: h })).dataHash.fields).toEqual({});
   });
 });
 
@@ -169,7 +172,7 @@ describe('stored outcomes', () => {
     expect(await execute(id, reordered)).toEqual(first);
     expect(await execute(id, steps)).toEqual(first);
     expect(await t.snapshot()).toEqual(before);
-    expect((await ok(DATA_HASH, { key: h })).dataHash).toEqual({ n: '1', last: id });
+    expect((await ok(DATA_HASH, { key: h })).dataHash.fields).toEqual({ n: '1', last: id });
   });
 
   it('a rolled-back saga replays as rolled back even when it would now succeed', async () => {
@@ -185,7 +188,7 @@ describe('stored outcomes', () => {
     const before = await t.snapshot();
     expect(await execute(id, steps)).toEqual(first);
     expect(await t.snapshot()).toEqual(before);
-    expect((await ok(DATA, { h, s: h + '-set' }))).toEqual({ dataHash: { balance: '50' }, dataSet: [] });
+    expect(await data(h, h + '-set')).toEqual({ dataHash: { balance: '50' }, dataSet: [] });
   });
 
   it('the same id with other steps is IDEMPOTENCY_CONFLICT', async () => {
@@ -201,7 +204,7 @@ describe('stored outcomes', () => {
     ]) {
       await expectGraphQLErrorWithoutWrites(t, EXECUTE, { input: { id, steps: other } }, 'IDEMPOTENCY_CONFLICT');
     }
-    expect((await ok(DATA_HASH, { key: h })).dataHash).toEqual({ n: '1' });
+    expect((await ok(DATA_HASH, { key: h })).dataHash.fields).toEqual({ n: '1' });
   });
 });
 
@@ -212,10 +215,10 @@ describe('rejected input', () => {
     const step = (i: number): Step => ({ op: 'HINCRBY', key: h, field: `f${i % 3}`, amount: 1 });
     const steps65 = Array.from({ length: 65 }, (_, i) => step(i));
     await expectGraphQLErrorWithoutWrites(t, EXECUTE, { input: { id: uid('saga'), steps: steps65 } }, 'BAD_USER_INPUT');
-    expect((await ok(DATA_HASH, { key: h })).dataHash).toEqual({});
+    expect((await ok(DATA_HASH, { key: h })).dataHash.fields).toEqual({});
     const outcome = await execute(uid('saga'), steps65.slice(0, 64));
     expect(outcome).toMatchObject({ status: 'COMPLETED', stepsCompleted: 64 });
-    expect((await ok(DATA_HASH, { key: h })).dataHash).toEqual({ f0: '22', f1: '21', f2: '21' });
+    expect((await ok(DATA_HASH, { key: h })).dataHash.fields).toEqual({ f0: '22', f1: '21', f2: '21' });
   });
 
   it('BAD_USER_INPUT for malformed steps', async () => {
@@ -239,7 +242,7 @@ describe('rejected input', () => {
       const steps = [{ op: 'HSET', key: h, field: 'ok', value: '1' }, step];
       await expectGraphQLErrorWithoutWrites(t, EXECUTE, { input: { id: uid('saga'), steps } }, 'BAD_USER_INPUT');
     }
-    expect((await ok(DATA_HASH, { key: h })).dataHash).toEqual({});
+    expect((await ok(DATA_HASH, { key: h })).dataHash.fields).toEqual({});
   });
 
   it('BAD_USER_INPUT for a data key or saga id with :, { or }', async () => {
@@ -264,7 +267,7 @@ describe('rejected input', () => {
 describe('data reads', () => {
   it('dataHash is {} and dataSet is [] for absent keys', async () => {
     const key = uid('nothing');
-    expect(await ok(DATA, { h: key, s: key })).toEqual({ dataHash: {}, dataSet: [] });
+    expect(await data(key, key)).toEqual({ dataHash: {}, dataSet: [] });
   });
 
   it('dataSet is sorted and dataHash keeps values as strings', async () => {

@@ -239,3 +239,35 @@ describe('the worker (on, tickMs 50)', () => {
     expect(await workflow(w, wf.id)).toMatchObject({ state: 'b', version: 2 });
   });
 });
+
+describe('scheduledTransitions', () => {
+  const LIST = `query($status: ScheduleStatus, $first: Int, $after: String) {
+    scheduledTransitions(status: $status, first: $first, after: $after) { items { id status attempts createdAt } nextCursor } }`;
+
+  it('lists entries newest first, by status, page by page', async () => {
+    const { id: workflowId } = await workflowIn(t);
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const id = uid('s');
+      ids.push(id);
+      await ok(t, SCHEDULE, { input: { id, workflowId, to: 'b', runAt: '2031-01-01T00:00:00Z' } });
+    }
+    await ok(t, CANCEL, { id: ids[0] });
+    const cancelled = await ok(t, LIST, { status: 'CANCELLED' });
+    expect(cancelled.scheduledTransitions.items.map((e: { id: string }) => e.id)).toContain(ids[0]);
+    expect(cancelled.scheduledTransitions.items.every((e: { status: string }) => e.status === 'CANCELLED')).toBe(true);
+    const seen: string[] = [];
+    let after: string | null = null;
+    do {
+      const page: any = await ok(t, LIST, { status: 'PENDING', first: 1, after });
+      expect(page.scheduledTransitions.items).toHaveLength(1);
+      expect(page.scheduledTransitions.items[0]).toMatchObject({ status: 'PENDING', attempts: 0, createdAt: expect.stringMatching(ISO_UTC) });
+      seen.push(page.scheduledTransitions.items[0].id);
+      after = page.scheduledTransitions.nextCursor;
+    } while (after !== null);
+    expect(seen).toEqual(expect.arrayContaining([ids[1], ids[2]]));
+    expect(new Set(seen).size).toBe(seen.length);
+    expect(seen).not.toContain(ids[0]);
+    await expectGraphQLErrorWithoutWrites(t, LIST, { status: 'DONE', after: 'bm90LWEtY3Vyc29y' }, 'BAD_USER_INPUT');
+  });
+});

@@ -118,13 +118,13 @@ describe('inventory and balances', () => {
     const balance = k.accountBalance('a-1');
     const before = await snapshotTenant(redis, tenant);
     for (const bad of ['0', '-1', '1.5', 'ten', '', '2147483648']) {
-      await expect(redis.call('FCALL', 'product_restock', 1, stock, 'p-1', bad)).rejects.toThrow(/^BAD_USER_INPUT /);
+      await expect(redis.call('FCALL', 'atomflow_product_restock', 1, stock, 'p-1', bad)).rejects.toThrow(/^BAD_USER_INPUT /);
     }
     for (const bad of ['0', '-1', '1.5', '', '10000000000001']) {
-      await expect(redis.call('FCALL', 'account_deposit', 1, balance, 'a-1', bad)).rejects.toThrow(/^BAD_USER_INPUT /);
+      await expect(redis.call('FCALL', 'atomflow_account_deposit', 1, balance, 'a-1', bad)).rejects.toThrow(/^BAD_USER_INPUT /);
     }
-    await expect(redis.call('FCALL', 'product_restock', 1, stock, 'p{1}', '1')).rejects.toThrow(/^BAD_USER_INPUT /);
-    await expect(redis.call('FCALL', 'account_deposit', 1, balance, 'a:1', '1')).rejects.toThrow(/^BAD_USER_INPUT /);
+    await expect(redis.call('FCALL', 'atomflow_product_restock', 1, stock, 'p{1}', '1')).rejects.toThrow(/^BAD_USER_INPUT /);
+    await expect(redis.call('FCALL', 'atomflow_account_deposit', 1, balance, 'a:1', '1')).rejects.toThrow(/^BAD_USER_INPUT /);
     expect(await snapshotTenant(redis, tenant)).toEqual(before);
   });
 });
@@ -332,10 +332,10 @@ describe('processOrder', () => {
   it('rejects bad input in Lua too: order_process called directly writes nothing', async () => {
     const tenant = await shop();
     const k = engine.context.keys(tenant);
-    const keys = [...k.workflowBlock('o-1', 'order', { userId: 'a-1', productId: 'p-1' }), k.accountOrders('a-1'), k.machineNames()];
+    const keys = [...k.workflowBlock('o-1', 'order', { userId: 'a-1', productId: 'p-1' }), k.machineNames()];
     const args = engine.context.eventArgs(k);
     const call = (orderId: string, quantity: string, price: string, userId = 'a-1', productId = 'p-1') =>
-      redis.call('FCALL', 'order_process', keys.length, ...keys, ...args, orderId, userId, productId, quantity, price);
+      redis.call('FCALL', 'atomflow_order_process', keys.length, ...keys, ...args, orderId, userId, productId, quantity, price);
     const before = await snapshotTenant(redis, tenant);
     await expect(call('o{1}', '1', '1')).rejects.toThrow(/^BAD_USER_INPUT /);
     await expect(call('o:1', '1', '1')).rejects.toThrow(/^BAD_USER_INPUT /);
@@ -348,7 +348,7 @@ describe('processOrder', () => {
     await expect(call('o-1', '2', '5000000000001')).rejects.toThrow(/^BAD_USER_INPUT /);
     // too few keys: the function cannot know where to write
     await expect(
-      redis.call('FCALL', 'order_process', 10, ...keys.slice(0, 10), ...args, 'o-1', 'a-1', 'p-1', '1', '1'),
+      redis.call('FCALL', 'atomflow_order_process', 10, ...keys.slice(0, 10), ...args, 'o-1', 'a-1', 'p-1', '1', '1'),
     ).rejects.toThrow(/^BAD_USER_INPUT /);
     expect(await snapshotTenant(redis, tenant)).toEqual(before);
     // the same call with good arguments works
@@ -508,12 +508,12 @@ describe('order transitions', () => {
     const block = k.workflowBlock('o-2', 'order');
     const before = await snapshotTenant(redis, tenant);
     await expect(
-      redis.call('FCALL', 'wf_start', block.length, ...block, ...engine.context.eventArgs(k), 'o-2', 'order', '[]'),
+      redis.call('FCALL', 'atomflow_wf_start', block.length, ...block, ...engine.context.eventArgs(k), 'o-2', 'order', '[]'),
     ).rejects.toThrow(/^BAD_USER_INPUT /);
     expect(await snapshotTenant(redis, tenant)).toEqual(before);
   });
 
   it('reports the library version', async () => {
-    expect(JSON.parse((await redis.call('FCALL_RO', 'orders_version', 0)) as string)).toEqual({ library: 'atomflow_orders', version: '1' });
+    expect(JSON.parse((await redis.call('FCALL_RO', 'atomflow_orders_version', 0)) as string)).toEqual({ library: 'atomflow_orders', version: '2' });
   });
 });

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
-import type { Engine } from '../../src/engine/engine.js';
+import { Engine } from '../../src/engine/engine.js';
 import type { SagaStep } from '../../src/sagas/sagas.engine.js';
 import { fcall, fcallReadOnly } from '../../src/redis/replies.js';
 import { createTestEngine, expectRejectedWithoutWrites, snapshotTenant, uniqueTenant } from '../setup/helpers.js';
@@ -42,8 +42,8 @@ describe('saga execution', () => {
     });
     expect(outcome).toMatchObject({ id: 's-1', status: 'COMPLETED', stepsCompleted: 5, failedStep: null, error: null });
     expect(outcome.createdAt).toBeInstanceOf(Date);
-    expect(await engine.sagas.dataHash(tenant, 'inventory')).toEqual({ widget: '0', note: 'reserved' });
-    expect(await engine.sagas.dataSet(tenant, 'tags')).toEqual(['reserved']);
+    expect((await engine.sagas.dataHash(tenant, 'inventory')).fields).toEqual({ widget: '0', note: 'reserved' });
+    expect((await engine.sagas.dataSet(tenant, 'tags')).members).toEqual(['reserved']);
     expect(await engine.sagas.get(tenant, 's-1')).toEqual(outcome);
   });
 
@@ -58,7 +58,7 @@ describe('saga execution', () => {
       ],
     });
     expect(outcome.status).toBe('COMPLETED');
-    expect(await engine.sagas.dataHash(tenant, 'c')).toEqual({ up: '10', down: '-3', free: '-2147483647' });
+    expect((await engine.sagas.dataHash(tenant, 'c')).fields).toEqual({ up: '10', down: '-3', free: '-2147483647' });
   });
 
   // Each case: data set up before the saga, the steps under test, and a failing last step.
@@ -261,8 +261,8 @@ describe('saga idempotency', () => {
     });
     expect(again).toEqual(first);
     expect(await snapshotTenant(redis, tenant)).toEqual(before);
-    expect(await engine.sagas.dataHash(tenant, 'acct')).toEqual({ balance: '7' });
-    expect(await engine.sagas.dataSet(tenant, 'paid')).toEqual([]);
+    expect((await engine.sagas.dataHash(tenant, 'acct')).fields).toEqual({ balance: '7' });
+    expect((await engine.sagas.dataSet(tenant, 'paid')).members).toEqual([]);
   });
 
   it('returns the stored outcome of a rolled-back saga without running it again', async () => {
@@ -278,7 +278,7 @@ describe('saga idempotency', () => {
     const before = await snapshotTenant(redis, tenant);
     expect(await engine.sagas.execute(tenant, { id: 'rb-1', steps })).toEqual(first);
     expect(await snapshotTenant(redis, tenant)).toEqual(before);
-    expect(await engine.sagas.dataHash(tenant, 'h')).toEqual({});
+    expect((await engine.sagas.dataHash(tenant, 'h')).fields).toEqual({});
   });
 
   it('rejects the same id with other steps as IDEMPOTENCY_CONFLICT', async () => {
@@ -291,7 +291,7 @@ describe('saga idempotency', () => {
     ] as SagaStep[][]) {
       await expectRejectedWithoutWrites(redis, tenant, () => engine.sagas.execute(tenant, { id: 'once', steps }), 'IDEMPOTENCY_CONFLICT');
     }
-    expect(await engine.sagas.dataSet(tenant, 's')).toEqual(['a']);
+    expect((await engine.sagas.dataSet(tenant, 's')).members).toEqual(['a']);
   });
 
   it('answers null for a saga that never ran', async () => {
@@ -351,7 +351,7 @@ describe('saga input validation', () => {
     ];
     const outcome = await engine.sagas.execute(tenant, { id: 'big', steps });
     expect(outcome).toMatchObject({ status: 'COMPLETED', stepsCompleted: 64 });
-    expect(await engine.sagas.dataSet(tenant, 's')).toEqual(['m'.repeat(1024)]);
+    expect((await engine.sagas.dataSet(tenant, 's')).members).toEqual(['m'.repeat(1024)]);
   });
 
   it('rejects an invalid saga id', async () => {
@@ -366,7 +366,7 @@ describe('saga_execute in Lua (raw FCALL, bypassing the typed layer)', () => {
   /** Runs saga_execute with hand-made KEYS and steps; the record is the tenant's saga 'raw'. */
   async function raw(tenant: string, dataKeys: string[], steps: unknown, text?: string): Promise<unknown> {
     const k = engine.context.keys(tenant);
-    return fcall(redis, 'saga_execute', [k.saga('raw'), ...dataKeys.map((d) => k.sagaData(d))], ['raw', text ?? JSON.stringify(steps)]);
+    return fcall(redis, 'saga_execute', [k.saga('raw'), ...dataKeys.map((d) => k.sagaData(d))], ['raw', text ?? JSON.stringify(steps), 604_800_000]);
   }
   const full = (tenant: string, d: string) => engine.context.keys(tenant).sagaData(d);
 
@@ -393,7 +393,7 @@ describe('saga_execute in Lua (raw FCALL, bypassing the typed layer)', () => {
       redis,
       tenant,
       () =>
-        fcall(redis, 'saga_execute', [k.saga('raw'), k.saga('raw')], ['raw', JSON.stringify([{ op: 'HSET', key: k.saga('raw'), field: 'status', value: 'x' }])]),
+        fcall(redis, 'saga_execute', [k.saga('raw'), k.saga('raw')], ['raw', JSON.stringify([{ op: 'HSET', key: k.saga('raw'), field: 'status', value: 'x' }]), 604_800_000]),
       'BAD_USER_INPUT',
     );
   });
@@ -435,7 +435,7 @@ describe('saga_execute in Lua (raw FCALL, bypassing the typed layer)', () => {
     await expectRejectedWithoutWrites(
       redis,
       tenant,
-      () => fcall(redis, 'saga_execute', [k.saga('raw'), k.sagaData('s')], ['bad id', JSON.stringify([{ op: 'SADD', key: k.sagaData('s'), member: 'm' }])]),
+      () => fcall(redis, 'saga_execute', [k.saga('raw'), k.sagaData('s')], ['bad id', JSON.stringify([{ op: 'SADD', key: k.sagaData('s'), member: 'm' }]), 604_800_000]),
       'BAD_USER_INPUT',
     );
   });
@@ -449,7 +449,7 @@ describe('saga_execute in Lua (raw FCALL, bypassing the typed layer)', () => {
   });
 
   it('reports its library version', async () => {
-    expect(await fcallReadOnly(redis, 'sagas_version', [], [])).toEqual({ library: 'atomflow_sagas', version: '1' });
+    expect(await fcallReadOnly(redis, 'sagas_version', [], [])).toEqual({ library: 'atomflow_sagas', version: '2' });
   });
 });
 
@@ -466,10 +466,10 @@ describe('saga data reads', () => {
         { op: 'SADD', key: 's', member: 'beta' },
       ],
     });
-    expect(await engine.sagas.dataHash(tenant, 'h')).toEqual({ a: '1', '2': '' });
-    expect(await engine.sagas.dataSet(tenant, 's')).toEqual(['Alpha', 'beta', 'zeta']);
-    expect(await engine.sagas.dataHash(tenant, 'absent')).toEqual({});
-    expect(await engine.sagas.dataSet(tenant, 'absent')).toEqual([]);
+    expect((await engine.sagas.dataHash(tenant, 'h')).fields).toEqual({ a: '1', '2': '' });
+    expect((await engine.sagas.dataSet(tenant, 's')).members).toEqual(['Alpha', 'beta', 'zeta']);
+    expect((await engine.sagas.dataHash(tenant, 'absent')).fields).toEqual({});
+    expect((await engine.sagas.dataSet(tenant, 'absent')).members).toEqual([]);
   });
 
   it('rejects reading a key of another type, and invalid data key ids', async () => {
@@ -480,5 +480,63 @@ describe('saga data reads', () => {
     await expectRejectedWithoutWrites(redis, tenant, () => engine.sagas.dataSet(tenant, 'h'), 'BAD_USER_INPUT');
     await expectRejectedWithoutWrites(redis, tenant, () => engine.sagas.dataHash(tenant, 'a:b'), 'BAD_USER_INPUT');
     await expectRejectedWithoutWrites(redis, tenant, () => engine.sagas.dataSet(tenant, '{x}'), 'BAD_USER_INPUT');
+    await expectRejectedWithoutWrites(redis, tenant, () => engine.sagas.dataSet(tenant, 's', { first: 101 }), 'BAD_USER_INPUT');
+    await expectRejectedWithoutWrites(redis, tenant, () => engine.sagas.dataSet(tenant, 's', { after: 'bm90IGEgbnVtYmVy' }), 'BAD_USER_INPUT');
+    await expectRejectedWithoutWrites(redis, tenant, () => engine.sagas.dataHash(tenant, 'h', { after: '!' }), 'BAD_USER_INPUT');
+    // the functions check their arguments too
+    await expect(redis.call('FCALL_RO', 'atomflow_'+'data_set', 1, engine.context.keys(tenant).sagaData('s'), '0', '1001')).rejects.toThrow(/BAD_USER_INPUT first/);
+    await expect(redis.call('FCALL_RO', 'atomflow_'+'data_hash', 1, engine.context.keys(tenant).sagaData('h'), '-1', '10')).rejects.toThrow(/BAD_USER_INPUT after/);
+  });
+
+  it('pages a large set and hash with a cursor: no call reads more than a page, every element comes back', async () => {
+    const tenant = uniqueTenant();
+    const k = engine.context.keys(tenant);
+    const members = Array.from({ length: 20_000 }, (_, i) => `m${i}`);
+    for (let i = 0; i < members.length; i += 5000) {
+      await redis.sadd(k.sagaData('big-set'), ...members.slice(i, i + 5000));
+      await redis.hset(k.sagaData('big-hash'), Object.fromEntries(members.slice(i, i + 5000).map((m) => [m, 'v'])));
+    }
+    const seenMembers = new Set<string>();
+    const seenFields = new Set<string>();
+    let largestPage = 0;
+    let calls = 0;
+    for (const read of ['set', 'hash'] as const) {
+      let after: string | null = null;
+      do {
+        const page: { items: string[]; nextCursor: string | null } =
+          read === 'set'
+            ? await engine.sagas.dataSet(tenant, 'big-set', { first: 100, after }).then((p) => ({ items: p.members, nextCursor: p.nextCursor }))
+            : await engine.sagas.dataHash(tenant, 'big-hash', { first: 100, after }).then((p) => ({ items: Object.keys(p.fields), nextCursor: p.nextCursor }));
+        page.items.forEach((m) => (read === 'set' ? seenMembers : seenFields).add(m));
+        largestPage = Math.max(largestPage, page.items.length);
+        after = page.nextCursor;
+        calls++;
+      } while (after !== null);
+    }
+    expect(seenMembers.size).toBe(members.length);
+    expect(seenFields.size).toBe(members.length);
+    expect(largestPage).toBeLessThanOrEqual(1000);
+    expect(calls).toBeGreaterThan(2 * (members.length / 1000));
+    // a member page is sorted
+    const first = await engine.sagas.dataSet(tenant, 'big-set', { first: 50 });
+    expect(first.members).toEqual([...first.members].sort());
+    expect(first.nextCursor).not.toBeNull();
+  });
+});
+
+describe('retention of saga records', () => {
+  it('a saga record expires RETENTION_SETTLED after it ran (7 days by default); its data does not', async () => {
+    const tenant = uniqueTenant('saga');
+    const k = engine.context.keys(tenant);
+    await engine.sagas.execute(tenant, { id: 's-1', steps: [{ op: 'SADD', key: 'set', member: 'm' }] });
+    const ttl = await redis.pttl(k.saga('s-1'));
+    expect(ttl).toBeGreaterThan(7 * 86_400_000 - 60_000);
+    expect(ttl).toBeLessThanOrEqual(7 * 86_400_000);
+    expect(await redis.pttl(k.sagaData('set'))).toBe(-1);
+    const short = new Engine(redis, { retentionSettledMs: 1234 });
+    await short.sagas.execute(tenant, { id: 's-2', steps: [{ op: 'HINCRBY', key: 'h', field: 'f', amount: -1, min: 0 }] });
+    expect(await redis.pttl(k.saga('s-2'))).toBeLessThanOrEqual(1234);
+    expect(await redis.pttl(k.saga('s-2'))).toBeGreaterThan(0);
+    await expect(fcall(redis, 'saga_execute', [k.saga('s-3'), k.sagaData('x')], ['s-3', JSON.stringify([{ op: 'SADD', key: k.sagaData('x'), member: 'm' }]), '0'])).rejects.toMatchObject({ code: 'BAD_USER_INPUT' });
   });
 });

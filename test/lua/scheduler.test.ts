@@ -54,7 +54,11 @@ describe('scheduling', () => {
     const tenant = await setup();
     const runAt = future();
     const entry = await engine.scheduler.schedule(tenant, { id: 's-1', workflowId: 'w-1', to: 'review', runAt, metadata: { by: 'cron' } });
-    expect(entry).toEqual({ id: 's-1', workflowId: 'w-1', to: 'review', runAt, status: 'PENDING', error: null, executedAt: null });
+    expect(entry).toEqual({
+      id: 's-1', workflowId: 'w-1', to: 'review', runAt, status: 'PENDING', error: null, executedAt: null,
+      createdAt: expect.any(Date), attempts: 0,
+    });
+    expect(Math.abs(entry.createdAt.getTime() - Date.now())).toBeLessThan(5000);
     expect(await engine.scheduler.get(tenant, 's-1')).toEqual(entry);
     expect(await engine.scheduler.get(tenant, 'ghost')).toBeNull();
     const k = engine.context.keys(tenant);
@@ -87,7 +91,7 @@ describe('scheduling', () => {
       engine.scheduler.schedule(tenant, { ...ok, ...input } as unknown as typeof ok);
 
     await expectRejectedWithoutWrites(redis, tenant, schedule({ workflowId: 'ghost' }), 'NOT_FOUND');
-    const dup = await expectRejectedWithoutWrites(redis, tenant, schedule({ id: 's-1', to: 'published' }), 'ALREADY_EXISTS');
+    const dup = await expectRejectedWithoutWrites(redis, tenant, schedule({ id: 's-1', to: 'published' }), 'IDEMPOTENCY_CONFLICT');
     expect(dup.message).toContain('s-1');
     const unknown = await expectRejectedWithoutWrites(redis, tenant, schedule({ to: 'nowhere' }), 'BAD_USER_INPUT');
     expect(unknown.message).toContain('nowhere');
@@ -126,8 +130,8 @@ describe('scheduling', () => {
   it('rejects bad input in Lua as well, when the typed layer is bypassed', async () => {
     const tenant = await setup();
     const k = engine.context.keys(tenant);
-    const keys = [k.scheduleEntry('s-1'), k.scheduleDue(), k.workflow('w-1'), k.machine('doc')];
-    const create = (...args: string[]) => redis.call('FCALL', 'sched_create', keys.length, ...keys, ...args);
+    const keys = [...k.scheduleKeys('s-1'), k.workflow('w-1'), k.machine('doc')];
+    const create = (...args: string[]) => redis.call('FCALL', 'atomflow_sched_create', keys.length, ...keys, ...args);
     const before = await snapshotTenant(redis, tenant);
     await expect(create('a{b}', 'w-1', 'doc', 'review', '0', '[]')).rejects.toThrow(/^BAD_USER_INPUT /);
     await expect(create('s-1', 'w-1', 'doc', 'review', '-5', '[]')).rejects.toThrow(/^BAD_USER_INPUT /);
@@ -137,10 +141,10 @@ describe('scheduling', () => {
     await expect(create('s-1', 'w-1', 'doc', 'nowhere', '0', '[]')).rejects.toThrow(/^BAD_USER_INPUT /);
     // routing data that does not match the stored workflow
     await expect(create('s-1', 'w-1', 'other', 'review', '0', '[]')).rejects.toThrow(/^STALE_KEYS /);
-    const ghostKeys = [k.scheduleEntry('s-1'), k.scheduleDue(), k.workflow('ghost'), k.machine('doc')];
-    await expect(redis.call('FCALL', 'sched_create', 4, ...ghostKeys, 's-1', 'ghost', 'doc', 'review', '0', '[]')).rejects.toThrow(/^NOT_FOUND /);
-    await expect(redis.call('FCALL', 'sched_claim', 1, k.scheduleDue(), '0', '1000')).rejects.toThrow(/^BAD_USER_INPUT /);
-    await expect(redis.call('FCALL', 'sched_claim', 1, k.scheduleDue(), '10', '0')).rejects.toThrow(/^BAD_USER_INPUT /);
+    const ghostKeys = [...k.scheduleKeys('s-1'), k.workflow('ghost'), k.machine('doc')];
+    await expect(redis.call('FCALL', 'atomflow_sched_create', 6, ...ghostKeys, 's-1', 'ghost', 'doc', 'review', '0', '[]')).rejects.toThrow(/^NOT_FOUND /);
+    await expect(redis.call('FCALL', 'atomflow_sched_claim', 1, k.scheduleDue(), '0', '1000')).rejects.toThrow(/^BAD_USER_INPUT /);
+    await expect(redis.call('FCALL', 'atomflow_sched_claim', 1, k.scheduleDue(), '10', '0')).rejects.toThrow(/^BAD_USER_INPUT /);
     expect(await snapshotTenant(redis, tenant)).toEqual(before);
     await expectRejectedWithoutWrites(redis, tenant, () => engine.scheduler.claimDue(tenant, { limit: 0, leaseMs: 1000 }), 'BAD_USER_INPUT');
     await expectRejectedWithoutWrites(redis, tenant, () => engine.scheduler.claimDue(tenant, { limit: 10, leaseMs: 1.5 }), 'BAD_USER_INPUT');
@@ -267,8 +271,8 @@ describe('applying', () => {
     const block = k.workflowBlock('w-1', 'doc');
     const before = await snapshotTenant(redis, tenant);
     await expect(
-      redis.call('FCALL', 'sched_apply', 2 + block.length, k.scheduleEntry('s-1'), k.scheduleDue(), ...block,
-        ...engine.context.eventArgs(k), 's-1', 'w-1', 'doc', '', ''),
+      redis.call('FCALL', 'atomflow_sched_apply', 4 + block.length, ...k.scheduleKeys('s-1'), ...block,
+        ...engine.context.eventArgs(k), 's-1', 'w-1', 'doc', '', '', 5, 60_000),
     ).rejects.toThrow(/^STALE_KEYS /);
     expect(await snapshotTenant(redis, tenant)).toEqual(before);
 
@@ -434,7 +438,9 @@ describe('the worker loop', () => {
     worker.start();
     await expect.poll(async () => (await engine.scheduler.get(tenant, 's-1'))?.status).toBe('DONE');
     await worker.stop();
-    expect(logged).toHaveLength(1);
+    // the failed claims are logged once, then the entry's own line once it is applied
+    expect(logged).toHaveLength(2);
     expect(logged[0]).toContain('connection lost');
+    expect(logged[1]).toBe('scheduled transition s-1 applied');
   });
 });

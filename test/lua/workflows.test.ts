@@ -135,10 +135,10 @@ describe('workflows', () => {
     const block = k.workflowBlock('w-1', 'doc');
     const args = engine.context.eventArgs(k);
     const before = await snapshotTenant(redis, tenant);
-    await expect(redis.call('FCALL', 'wf_start', block.length, ...block, ...args, 'a{b}', 'doc', '[]')).rejects.toThrow(/^BAD_USER_INPUT /);
-    await expect(redis.call('FCALL', 'wf_start', block.length, ...block, ...args, 'w-1', 'doc', '{"not":"pairs"')).rejects.toThrow(/^BAD_USER_INPUT /);
+    await expect(redis.call('FCALL', 'atomflow_wf_start', block.length, ...block, ...args, 'a{b}', 'doc', '[]')).rejects.toThrow(/^BAD_USER_INPUT /);
+    await expect(redis.call('FCALL', 'atomflow_wf_start', block.length, ...block, ...args, 'w-1', 'doc', '{"not":"pairs"')).rejects.toThrow(/^BAD_USER_INPUT /);
     const big = JSON.stringify([['"k"', JSON.stringify('x'.repeat(16400))]]);
-    await expect(redis.call('FCALL', 'wf_start', block.length, ...block, ...args, 'w-1', 'doc', big)).rejects.toThrow(/^BAD_USER_INPUT /);
+    await expect(redis.call('FCALL', 'atomflow_wf_start', block.length, ...block, ...args, 'w-1', 'doc', big)).rejects.toThrow(/^BAD_USER_INPUT /);
     expect(await snapshotTenant(redis, tenant)).toEqual(before);
   });
 

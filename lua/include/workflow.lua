@@ -1,115 +1,6 @@
--- atomflow shared prelude.
---
--- The loader (src/redis/functions.ts) places this file after line 1 of every library in lua/, so
--- each library gets the same validation, error and workflow-core helpers without hand-kept copies
--- (Redis libraries cannot share code, and one function cannot FCALL another).
---
--- Conventions every function follows:
---   * every key it reads or writes arrives in KEYS; no key name is built here;
---   * everything is validated before the first write (Redis does not roll back a half-run script);
---   * success returns a JSON string; expected failures return redis.error_reply('CODE message').
---
--- Error codes: BAD_USER_INPUT, NOT_FOUND, ALREADY_EXISTS, INVALID_TRANSITION, STATE_CONFLICT,
--- VERSION_CONFLICT, OUT_OF_STOCK, INSUFFICIENT_FUNDS, IDEMPOTENCY_CONFLICT, and the internal
--- STALE_KEYS (the caller built its KEYS from routing data that no longer matches: it re-reads and
--- retries; clients never see it).
-
-local MAX_METADATA_BYTES = 16384
-local MAX_MONEY_CENTS = 10000000000000   -- 10^13: cjson keeps 14 significant digits
-local MAX_INT32 = 2147483647
-local MAX_STATES = 64
-local MAX_TRANSITIONS = 256
-local ORDER_MACHINE = 'order'
-
--- Raising a table keeps its fields through pcall; register() turns it into an error reply.
-local function reject(code, message)
-  error({ atomflow_code = code, message = message }, 0)
-end
-
-local function register(name, callback, read_only)
-  local guarded = function(keys, args)
-    local ok, result = pcall(callback, keys, args)
-    if ok then return result end
-    if type(result) == 'table' and result.atomflow_code then
-      return redis.error_reply(result.atomflow_code .. ' ' .. result.message)
-    end
-    error(result, 0)
-  end
-  local flags = {}
-  if read_only then flags = { 'no-writes' } end
-  redis.register_function({ function_name = name, callback = guarded, flags = flags })
-end
-
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
--- Ids: ^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$ ; names: ^[A-Za-z][A-Za-z0-9_-]{0,63}$
-local function is_id(s)
-  return type(s) == 'string' and #s >= 1 and #s <= 128 and s:find('^[A-Za-z0-9][A-Za-z0-9_.%-]*$') ~= nil
-end
-
-local function is_name(s)
-  return type(s) == 'string' and #s >= 1 and #s <= 64 and s:find('^[A-Za-z][A-Za-z0-9_%-]*$') ~= nil
-end
-
-local function check_id(s, what)
-  if not is_id(s) then reject('BAD_USER_INPUT', what .. ' must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$') end
-  return s
-end
-
-local function check_name(s, what)
-  if not is_name(s) then reject('BAD_USER_INPUT', what .. ' must match ^[A-Za-z][A-Za-z0-9_-]{0,63}$') end
-  return s
-end
-
--- A decimal integer argument within [min, max]; returns a Lua number (exact below 2^53).
-local function check_int(s, what, min, max)
-  if type(s) ~= 'string' or not s:find('^%-?%d+$') or #s > 16 then
-    reject('BAD_USER_INPUT', what .. ' must be an integer')
-  end
-  local n = tonumber(s)
-  if n < min or n > max then
-    reject('BAD_USER_INPUT', what .. ' must be between ' .. string.format('%d', min) .. ' and ' .. string.format('%d', max))
-  end
-  return n
-end
-
-local function decode_json(text, what)
-  local ok, value = pcall(cjson.decode, text)
-  if not ok then reject('BAD_USER_INPUT', what .. ' is not valid JSON') end
-  return value
-end
-
-local function fmt_int(n)
-  return string.format('%d', n)
-end
-
-local function hgetall_table(key)
-  local flat = redis.call('HGETALL', key)
-  local t = {}
-  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
-  return t
-end
-
-local function contains(list, value)
-  for _, v in ipairs(list) do if v == value then return true end end
-  return false
-end
-
--- A page of a list read by offset: ARGV-style offset and page size, validated. Returns the page's
--- items and the next offset as JSON text ('null' on the last page).
-local function list_page(key, offset_arg, size_arg)
-  local offset = check_int(offset_arg, 'offset', 0, MAX_INT32)
-  local size = check_int(size_arg, 'page size', 1, 1000)
-  local items = redis.call('LRANGE', key, offset, offset + size)
-  if #items > size then
-    items[#items] = nil
-    return items, fmt_int(offset + size)
-  end
-  return items, 'null'
-end
+-- atomflow workflow core: metadata, state machines, the workflow key block, indexes, history, and
+-- creating and moving a workflow (orders included: their refund and events come from
+-- lua/include/orders.lua, which the libraries include before this part).
 
 -- Metadata travels as a JSON array of [keyJsonText, valueJsonText] pairs, so client JSON keeps the
 -- exact text it arrived with (cjson would turn [] into {} and round long numbers). A workflow keeps
@@ -176,18 +67,6 @@ end
 -- with. Definitions: { name, version, initialState, states, transitions = { {from, to = {...}} },
 -- terminalStates }.
 
-local ORDER_DEFINITION = {
-  initialState = 'pending',
-  states = { 'pending', 'processing', 'shipped', 'delivered', 'cancelled', 'returned' },
-  transitions = {
-    { from = 'pending', to = { 'processing', 'cancelled' } },
-    { from = 'processing', to = { 'shipped', 'cancelled' } },
-    { from = 'shipped', to = { 'delivered', 'returned' } },
-    { from = 'delivered', to = { 'returned' } },
-  },
-  terminalStates = { 'cancelled', 'returned' },
-}
-
 local function load_machine(machine_key, version)
   local v = version or redis.call('HGET', machine_key, 'current')
   if not v then return nil end
@@ -203,28 +82,18 @@ local function allowed_targets(definition, state)
   return {}
 end
 
--- Writes version 1 of the built-in order machine when it is absent. Returns true if it wrote.
-local function ensure_order_machine(machine_key, machines_key)
-  if redis.call('HEXISTS', machine_key, 'current') == 1 then return false end
-  local definition = {
-    name = ORDER_MACHINE, version = 1, initialState = ORDER_DEFINITION.initialState,
-    states = ORDER_DEFINITION.states, transitions = ORDER_DEFINITION.transitions,
-    terminalStates = ORDER_DEFINITION.terminalStates, builtin = true,
-  }
-  redis.call('HSET', machine_key, 'current', 1, 'v1', cjson.encode(definition))
-  redis.call('SADD', machines_key, ORDER_MACHINE)
-  return true
-end
-
 ----------------------------------------------------------------------------------------------------
 -- Workflows. Every write that touches a workflow receives the same block of keys, starting at some
 -- offset of KEYS:
 --   +0 workflow hash        +1 history list           +2 machine hash
 --   +3 index: all           +4 index: all by state    +5 index: machine   +6 index: machine by state
 --   +7 the tenant's event stream
---   +8 product stock, +9 account balance   (orders only: the refund on cancelled/returned)
+--   +8 product stock, +9 account balance, +10 account order index
+--      (orders only: the refund on cancelled/returned; retention of terminal orders)
 -- and the same block of ARGV at the start: [1] workflow channel, [2] orders channel,
--- [3] event stream MAXLEN (approximate trimming).
+-- [3] event stream MAXLEN (approximate trimming), [4] terminal retention in ms (0: off): a workflow
+-- that reaches a terminal state leaves the four indexes (an order also its account's order index)
+-- and its hash and history expire after that long.
 --
 -- The indexes are sorted sets of score 0 read in lexicographic order, so a page is one
 -- ZRANGEBYLEX. Members: '<inverted updatedAt>:<id>:<machine>', by-state indexes prefix '<state>:'.
@@ -235,13 +104,7 @@ local function workflow_keys(keys, offset)
     idx_all = keys[offset + 3], idx_all_state = keys[offset + 4],
     idx_machine = keys[offset + 5], idx_machine_state = keys[offset + 6],
     events = keys[offset + 7], stock = keys[offset + 8], balance = keys[offset + 9],
-  }
-end
-
-local function event_context(args)
-  return {
-    workflow_channel = args[1], orders_channel = args[2],
-    maxlen = check_int(args[3], 'stream MAXLEN', 1, 1000000000),
+    account_orders = keys[offset + 10],
   }
 end
 
@@ -257,26 +120,24 @@ local function index_remove(k, wf)
   redis.call('ZREM', k.idx_machine_state, wf.state .. ':' .. member)
 end
 
+-- With a terminal retention, a workflow in a terminal state leaves the listings and expires.
+-- Returns true when it did (the caller then does not index it).
+local function retire_if_terminal(k, ctx, wf, definition)
+  if ctx.terminal_retention == 0 or not contains(definition.terminalStates or {}, wf.state) then return false end
+  redis.call('PEXPIRE', k.workflow, ctx.terminal_retention)
+  redis.call('PEXPIRE', k.history, ctx.terminal_retention)
+  if wf.kind == 'order' and wf.accountSeq and k.account_orders then
+    redis.call('ZREM', k.account_orders, account_order_member(tonumber(wf.accountSeq), wf.id))
+  end
+  return true
+end
+
 local function index_add(k, wf)
   local member = index_member(tonumber(wf.updatedAt), wf.id, wf.machine)
   redis.call('ZADD', k.idx_all, 0, member)
   redis.call('ZADD', k.idx_machine, 0, member)
   redis.call('ZADD', k.idx_all_state, 0, wf.state .. ':' .. member)
   redis.call('ZADD', k.idx_machine_state, 0, wf.state .. ':' .. member)
-end
-
--- Appends one event to the tenant's stream and PUBLISHes it, with its stream id, on `channel`.
--- `body` is the event as a JSON object text; the published message is the same object with
--- "eventId" first.
-local function emit_event(k, ctx, channel, event_type, body)
-  local id = redis.call('XADD', k.events, 'MAXLEN', '~', ctx.maxlen, '*', 'type', event_type, 'data', body)
-  redis.call('PUBLISH', channel, '{"eventId":' .. cjson.encode(id) .. ',' .. body:sub(2))
-  return id
-end
-
-local function json_or_null(v)
-  if v == nil then return 'null' end
-  return cjson.encode(v)
 end
 
 local function emit_workflow_event(k, ctx, wf, from, meta_text)
@@ -287,15 +148,13 @@ local function emit_workflow_event(k, ctx, wf, from, meta_text)
   return emit_event(k, ctx, ctx.workflow_channel, 'WORKFLOW_TRANSITION', body)
 end
 
-local function emit_order_event(k, ctx, event_type, wf)
-  local body = '{"type":' .. cjson.encode(event_type) .. ',"orderId":' .. cjson.encode(wf.id)
-    .. ',"userId":' .. cjson.encode(wf.userId) .. ',"state":' .. cjson.encode(wf.state)
-    .. ',"totalCents":' .. wf.totalCents .. ',"at":' .. wf.updatedAt .. '}'
-  return emit_event(k, ctx, ctx.orders_channel, event_type, body)
+-- Each history entry starts with its workflow's id, so a history key proves whose it is.
+local function history_prefix(id)
+  return '{"workflowId":' .. cjson.encode(id) .. ','
 end
 
 local function append_history(k, wf, from, meta_text)
-  redis.call('RPUSH', k.history, '{"from":' .. json_or_null(from) .. ',"to":' .. cjson.encode(wf.state)
+  redis.call('RPUSH', k.history, history_prefix(wf.id) .. '"from":' .. json_or_null(from) .. ',"to":' .. cjson.encode(wf.state)
     .. ',"at":' .. wf.updatedAt .. ',"version":' .. wf.version .. ',"metadata":' .. meta_text .. '}')
 end
 
@@ -317,6 +176,19 @@ local function workflow_reply(wf, definition)
   return reply
 end
 
+-- Checks, before any write, that a new workflow's keys are its own: no workflow hash yet (else
+-- ALREADY_EXISTS), an empty history, and a machine hash holding `machine_name` (when it exists).
+local function check_new_workflow(k, id, machine_name)
+  if redis.call('EXISTS', k.workflow) == 1 then
+    check_owner(redis.call('HGET', k.workflow, 'id'), id, 'workflow')
+    return false
+  end
+  if redis.call('EXISTS', k.history) == 1 then reject('STALE_KEYS', 'history key does not belong to new workflow ' .. id) end
+  local current = load_machine(k.machine)
+  if current then check_owner(current.name, machine_name, 'machine') end
+  return true
+end
+
 -- Creates a workflow in its machine's initial state: hash, first history entry, indexes, and the
 -- creation event. The caller has validated everything (ids, machine, metadata, absence). `extra`
 -- holds additional hash fields (the order's). Returns the workflow table.
@@ -336,21 +208,26 @@ local function create_workflow(k, ctx, id, machine_name, definition, kind, meta_
   redis.call('HSET', k.workflow, unpack(flat))
   local meta_text = metadata_text(meta_pairs)
   append_history(k, wf, nil, meta_text)
-  index_add(k, wf)
+  if not retire_if_terminal(k, ctx, wf, definition) then index_add(k, wf) end
   emit_workflow_event(k, ctx, wf, nil, meta_text)
   return wf
 end
 
 -- Loads a workflow for a transition and checks that the caller's routing (the machine, and for an
 -- order its user and product, from which the caller built KEYS) matches what is stored.
+-- Every key of the block must be this workflow's: the stored id, a history as long as the version
+-- (one entry per version) whose entries carry the id, the machine's name; for an order the stored product and account ids.
 local function load_routed_workflow(k, id, routing)
   local wf = hgetall_table(k.workflow)
   if wf.id == nil then reject('NOT_FOUND', 'workflow ' .. id .. ' not found') end
-  if wf.machine ~= routing.machine then reject('STALE_KEYS', 'workflow ' .. id .. ' routing changed') end
-  if wf.kind == 'order' and (wf.userId ~= routing.userId or wf.productId ~= routing.productId
-      or k.stock == nil or k.balance == nil) then
-    reject('STALE_KEYS', 'order ' .. id .. ' needs its product and account keys')
+  check_owner(wf.id, id, 'workflow')
+  local first = redis.call('LINDEX', k.history, 0)
+  local prefix = history_prefix(id)
+  if redis.call('LLEN', k.history) ~= tonumber(wf.version) or not first or first:sub(1, #prefix) ~= prefix then
+    reject('STALE_KEYS', 'history key does not belong to workflow ' .. id)
   end
+  if wf.machine ~= routing.machine then reject('STALE_KEYS', 'workflow ' .. id .. ' routing changed') end
+  if wf.kind == 'order' then check_order_route(k, wf, routing) end
   return wf
 end
 
@@ -360,6 +237,7 @@ end
 local function plan_transition(k, wf, opts)
   local definition = load_machine(k.machine, wf.machineVersion)
   if not definition then reject('NOT_FOUND', 'machine ' .. wf.machine .. ' version ' .. wf.machineVersion .. ' not found') end
+  check_owner(definition.name, wf.machine, 'machine')
   if opts.expected_from and opts.expected_from ~= wf.state then
     reject('STATE_CONFLICT', 'workflow ' .. wf.id .. ' is in state ' .. wf.state .. ', not ' .. opts.expected_from)
   end
@@ -375,17 +253,7 @@ local function plan_transition(k, wf, opts)
   check_metadata_size(opts.meta_pairs, 'transition metadata')
   check_metadata_size(merged_metadata(wf, opts.meta_pairs), 'merged metadata')
   local plan = { wf = wf, definition = definition, to = opts.to, meta_pairs = opts.meta_pairs }
-  if wf.kind == 'order' and (opts.to == 'cancelled' or opts.to == 'returned') then
-    local balance = tonumber(redis.call('GET', k.balance) or '0')
-    local stock = tonumber(redis.call('GET', k.stock) or '0')
-    if balance + tonumber(wf.totalCents) > MAX_MONEY_CENTS then
-      reject('BAD_USER_INPUT', 'refund would take account ' .. wf.userId .. ' above ' .. fmt_int(MAX_MONEY_CENTS) .. ' cents')
-    end
-    if stock + tonumber(wf.quantity) > MAX_INT32 then
-      reject('BAD_USER_INPUT', 'restock would take product ' .. wf.productId .. ' above ' .. MAX_INT32)
-    end
-    plan.refund = true
-  end
+  if wf.kind == 'order' then plan.refund = plan_refund(k, wf, opts.to) end
   return plan
 end
 
@@ -407,12 +275,9 @@ local function apply_transition(k, ctx, plan, now)
   redis.call('HSET', k.workflow, unpack(flat))
   local meta_text = metadata_text(plan.meta_pairs)
   append_history(k, wf, from, meta_text)
-  index_add(k, wf)
+  if not retire_if_terminal(k, ctx, wf, plan.definition) then index_add(k, wf) end
   emit_workflow_event(k, ctx, wf, from, meta_text)
-  if plan.refund then
-    redis.call('INCRBY', k.balance, wf.totalCents)
-    redis.call('INCRBY', k.stock, wf.quantity)
-  end
+  if plan.refund then apply_refund(k, wf) end
   if wf.kind == 'order' then emit_order_event(k, ctx, 'ORDER_' .. string.upper(wf.state), wf) end
   return wf
 end
