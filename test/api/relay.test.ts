@@ -61,6 +61,38 @@ describe('event relay', () => {
     expect(relay.listenerCount(channel)).toBe(0);
   });
 
+  it('a resuming listener gets each event once when events arrive live while it is still replaying', async () => {
+    const tenant = uniqueTenant('replay');
+    const channel = `atomflow:{${tenant}}:events:orders`;
+    const stream = `atomflow:{${tenant}}:events`;
+    const redis = new Redis(redisUrl());
+    clients.push(redis);
+    const relay = createEventRelay(redisUrl(), redis);
+    relays.push(relay);
+    const add = async (n: number, publish: boolean) => {
+      const data = JSON.stringify({ type: 'ORDER_CONFIRMED', n });
+      const id = (await redis.xadd(stream, '*', 'type', 'ORDER_CONFIRMED', 'data', data))!;
+      if (publish) await redis.publish(channel, `{"eventId":"${id}",${data.slice(1)}`);
+    };
+    for (let n = 0; n < 250; n++) await add(n, false); // three replay pages of 100
+
+    const listener = relay.listen({ channel, stream, kind: 'order' }, { after: '0' });
+    const first = await listener.next(); // the first page is read; the replay is not over
+    expect(first.value).toMatchObject({ n: 0 });
+    await waitUntil(() => relay.listenerCount(channel) === 1, 'the listener to be live');
+    // ten events now: in the stream (so later replay pages hold them) and published live
+    for (let n = 250; n < 260; n++) await add(n, true);
+    await waitUntil(() => relay.stats().relayed >= 10, 'the live events to reach the listener');
+
+    const rest: number[] = [];
+    for (let i = 1; i < 260; i++) rest.push(((await listener.next()).value as { n: number }).n);
+    expect(rest).toEqual(Array.from({ length: 259 }, (_, i) => i + 1));
+    // nothing is left over: the next event is the next one published
+    await add(260, true);
+    expect((await listener.next()).value).toMatchObject({ n: 260 });
+    await listener.return?.();
+  });
+
   it('a listener on a closed relay fails instead of waiting forever', async () => {
     const reader = new Redis(redisUrl());
     clients.push(reader);

@@ -146,13 +146,28 @@ describe.skipIf(SKIP_BROWSER)('board (Chromium)', { timeout: 60_000 }, () => {
 
   it('says plainly when it is disconnected, and catches up once the server is back', async () => {
     // a server of its own, stopped and started again on the same port
-    let { server: own, origin: ownOrigin, tenant } = await startWebServer();
+    let { server: own, origin: ownOrigin, tenant, token } = await startWebServer();
     const port = own.port;
     const page = await browser.newPage();
+    const order = (url: string, auth: string, orderId: string) =>
+      postGraphQL(
+        url,
+        `mutation($id: ID!) {
+          restockProduct(productId: "w", quantity: 1) { stock }
+          depositFunds(accountId: "carol", amountCents: 100) { balanceCents }
+          processOrder(input: { orderId: $id, userId: "carol", productId: "w", quantity: 1, unitPriceCents: 100 }) { id }
+        }`,
+        { id: orderId },
+        auth,
+      );
     try {
       await page.goto(ownOrigin + '/');
       await page.getByTestId('connection').filter({ hasText: 'live' }).waitFor();
       expect(await page.getByTestId('disconnected').count()).toBe(0);
+      // an event while connected: the board knows where it is in the event stream
+      const seenId = uid('seen');
+      expect((await order(own.url, token, seenId)).errors).toBeUndefined();
+      await page.getByTestId('events').getByText(`ORDER_CONFIRMED ${seenId}`).waitFor({ timeout: 5000 });
 
       await own.stop(); // closes every socket with 1001 Going Away
       await page.getByTestId('disconnected').waitFor({ timeout: 5000 });
@@ -162,16 +177,7 @@ describe.skipIf(SKIP_BROWSER)('board (Chromium)', { timeout: 60_000 }, () => {
       // meanwhile an order is placed through another instance: the page cannot hear its event
       const other = await startWebServer({ tenant });
       const orderId = uid('missed');
-      const placed = await postGraphQL(
-        other.server.url,
-        `mutation($id: ID!) {
-          restockProduct(productId: "w", quantity: 1) { stock }
-          depositFunds(accountId: "carol", amountCents: 100) { balanceCents }
-          processOrder(input: { orderId: $id, userId: "carol", productId: "w", quantity: 1, unitPriceCents: 100 }) { id }
-        }`,
-        { id: orderId },
-        other.token,
-      );
+      const placed = await order(other.server.url, other.token, orderId);
       await other.server.stop();
       expect(placed.errors).toBeUndefined();
 
@@ -180,6 +186,8 @@ describe.skipIf(SKIP_BROWSER)('board (Chromium)', { timeout: 60_000 }, () => {
       expect(await page.getByTestId('disconnected').count()).toBe(0);
       // back online, the board reloads what it shows: the order placed meanwhile is there
       await page.locator(`[data-order-id="${orderId}"]`).waitFor({ timeout: 5000 });
+      // and its subscriptions resumed after the last event they had: the missed event is in the feed
+      await page.getByTestId('events').getByText(`ORDER_CONFIRMED ${orderId}`).waitFor({ timeout: 5000 });
     } finally {
       await page.close();
       await own.stop();

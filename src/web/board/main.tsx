@@ -230,12 +230,17 @@ function Board({ config }: { config: UiConfig }) {
       (state, detail) => active && setConnection({ state, detail }),
       () => active && setReloadTick((t) => t + 1),
     );
+    // Each feed keeps the last eventId it received in its variables: graphql-ws sends the same
+    // variables again when it reconnects, so the events missed while disconnected arrive first.
+    const workflowVariables = { after: null as string | null };
+    const orderVariables = { after: null as string | null };
     const offWorkflows = client.subscribe<{ workflowEvents: { eventId: string; workflowId: string; machine: string; from: string | null; to: string; version: number; at: string } }>(
-      { query: Q.WORKFLOW_EVENTS },
+      { query: Q.WORKFLOW_EVENTS, variables: workflowVariables },
       {
         next: ({ data }) => {
           const e = data?.workflowEvents;
           if (!e) return;
+          workflowVariables.after = e.eventId;
           addEvent({ key: `w${e.eventId}`, kind: 'workflow', at: e.at, text: `${e.machine} ${e.workflowId}: ${e.from ?? 'start'} → ${e.to} (v${e.version})` });
           reloadCounts();
           reloadPage();
@@ -247,11 +252,12 @@ function Board({ config }: { config: UiConfig }) {
       },
     );
     const offOrders = client.subscribe<{ orderEvents: { eventId: string; type: string; orderId: string; userId: string; state: string; totalCents: number; at: string } }>(
-      { query: Q.ORDER_EVENTS },
+      { query: Q.ORDER_EVENTS, variables: orderVariables },
       {
         next: ({ data }) => {
           const e = data?.orderEvents;
           if (!e) return;
+          orderVariables.after = e.eventId;
           addEvent({ key: `o${e.eventId}`, kind: 'order', at: e.at, text: `${e.type} ${e.orderId} (${e.userId}, ${money(e.totalCents)})` });
           gql<{ order: Order | null }>(config, Q.ORDER, { id: e.orderId }).then(
             ({ order }) => order && upsertOrder(order),

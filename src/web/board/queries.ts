@@ -73,11 +73,11 @@ export const SAGA_ONE = /* GraphQL */ `
 `;
 
 export const WORKFLOW_EVENTS = /* GraphQL */ `
-  subscription BoardWorkflowEvents { workflowEvents { eventId workflowId machine from to version at } }
+  subscription BoardWorkflowEvents($after: String) { workflowEvents(after: $after) { eventId workflowId machine from to version at } }
 `;
 
 export const ORDER_EVENTS = /* GraphQL */ `
-  subscription BoardOrderEvents { orderEvents { eventId type orderId userId state totalCents at } }
+  subscription BoardOrderEvents($after: String) { orderEvents(after: $after) { eventId type orderId userId state totalCents at } }
 `;
 
 export const QUERY_FIELDS = /* GraphQL */ `
