@@ -12,13 +12,17 @@
  *
  * Each mode runs in a fresh server process (`node --expose-gc --import tsx`) on a private
  * redis-server; the bench process is the load generator (raw `ws` sockets, messages counted, not
- * parsed). Both share this machine's cores, so the ratio is the figure to read.
+ * parsed). Both share this machine's cores, so the ratio is the figure to read. The server verifies
+ * tokens with a per-run random AUTH_JWT_SECRET (rate limit off); every socket's connection_init
+ * carries an admin token of tenant `default` signed with it.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { Redis } from 'ioredis';
+import { SignJWT } from 'jose';
 import { Engine } from '../src/app/engine.js';
 import { loadFunctions } from '../src/redis/functions.js';
 import { startPrivateRedis } from '../test/setup/private-redis.js';
@@ -31,6 +35,14 @@ const TARGET_SPEEDUP = 5;
 const TARGET_IDLE_BYTES = 25 * 1024;
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const QUERY = 'subscription($machine: String) { workflowEvents(machine: $machine) { eventId workflowId from to version at } }';
+/** The server under test verifies tokens with this per-run secret. */
+const BENCH_SECRET = randomBytes(32).toString('base64url');
+const BENCH_TOKEN = await new SignJWT({ tenant: 'default', role: 'admin' })
+  .setProtectedHeader({ alg: 'HS256' })
+  .setSubject('bench')
+  .setExpirationTime('12h')
+  .sign(new TextEncoder().encode(BENCH_SECRET));
+const CONNECTION_INIT = JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${BENCH_TOKEN}` } });
 /** Workflows moved at once: enough events per second that the server, not the producer, is the limit. */
 const PRODUCERS = 16;
 
@@ -44,7 +56,14 @@ function startServer(redisUrl: string, sharing: boolean): Promise<ServerProcess>
   const child: ChildProcess = fork(fileURLToPath(new URL('./bench-fanout-server.ts', import.meta.url)), [], {
     cwd: ROOT,
     execArgv: ['--expose-gc', '--import', 'tsx'],
-    env: { ...process.env, REDIS_URL: redisUrl, SUBSCRIPTION_SHARING: String(sharing), NODE_ENV: 'production' },
+    env: {
+      ...process.env,
+      REDIS_URL: redisUrl,
+      SUBSCRIPTION_SHARING: String(sharing),
+      NODE_ENV: 'production',
+      AUTH_JWT_SECRET: BENCH_SECRET,
+      RATE_LIMIT_PER_S: '0',
+    },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   process.on('exit', () => child.kill('SIGKILL'));
@@ -80,7 +99,7 @@ async function subscriber(wsUrl: string, machine: string, onNext: () => void): P
   const sub: Subscriber = { socket, received: 0 };
   await new Promise<void>((resolve, reject) => {
     socket.once('error', reject);
-    socket.once('open', () => socket.send('{"type":"connection_init"}'));
+    socket.once('open', () => socket.send(CONNECTION_INIT));
     socket.on('message', (data: Buffer) => {
       const text = data.toString('latin1', 0, 40);
       if (text.includes('"next"')) {

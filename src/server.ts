@@ -18,6 +18,7 @@ import { engineOptions, type Config } from './config.js';
 import { Engine } from './app/engine.js';
 import { authenticatedContext, DEFAULT_TENANT, type GraphQLContext } from './graphql/context.js';
 import { formatGraphQLError } from './graphql/errors.js';
+import { createJitExecution } from './graphql/executor.js';
 import { observeOperations, REQUEST_ID_HEADER } from './graphql/observe.js';
 import { checkDocumentShape, checkLimits, PARSE_OPTIONS } from './graphql/limits.js';
 import { attachWebSocket } from './graphql/websocket.js';
@@ -165,7 +166,8 @@ async function startServer(config: Config, options: ServerOptions, release: (() 
   const subscriptions = attachWebSocket(httpServer, { schema, engine, events, sharing, auth, limiter, config, log, errorFormat, prepareTenant });
 
   const apollo = new ApolloServer<GraphQLContext>({
-    schema,
+    // graphql-jit executes the schema, behind Apollo's gateway interface (src/graphql/executor.ts)
+    gateway: createJitExecution(schema).gateway,
     includeStacktraceInErrorResponses: false,
     introspection: config.introspection,
     parseOptions: PARSE_OPTIONS,
@@ -412,14 +414,8 @@ function sendJson(res: ServerResponse, status: number, value: unknown): void {
 
 async function readBody(req: IncomingMessage): Promise<unknown> {
   if (req.method === 'GET' || req.method === 'HEAD') return undefined;
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) throw Object.assign(new Error(`request body exceeds ${MAX_BODY_BYTES} bytes`), { status: 413 });
-    chunks.push(chunk as Buffer);
-  }
-  const text = Buffer.concat(chunks).toString('utf8');
+  const length = req.headers['content-length'];
+  const text = length !== undefined && Number(length) <= MAX_BODY_BYTES ? await readDeclaredBody(req) : await readBodyChunks(req);
   const type = req.headers['content-type'] ?? '';
   if (!type.includes('application/json')) return text;
   if (text === '') return undefined;
@@ -428,4 +424,28 @@ async function readBody(req: IncomingMessage): Promise<unknown> {
   } catch {
     throw Object.assign(new Error('request body is not valid JSON'), { status: 400 });
   }
+}
+
+async function readBodyChunks(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES) throw Object.assign(new Error(`request body exceeds ${MAX_BODY_BYTES} bytes`), { status: 413 });
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** A body whose content-length is within the limit (the HTTP parser holds it to that length), read with plain listeners. */
+function readDeclaredBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.once('end', () => resolve(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8')));
+    req.once('error', reject);
+    req.once('close', () => {
+      if (!req.complete) reject(new Error('the request was aborted'));
+    });
+  });
 }

@@ -5,7 +5,8 @@
  */
 import 'reflect-metadata';
 import { getNullableType, lexicographicSortSchema, printSchema, type GraphQLSchema } from 'graphql';
-import { buildSchema, type PubSub } from 'type-graphql';
+import { buildSchema, type BuildSchemaOptions, type PubSub } from 'type-graphql';
+import { dropIdentityResolvers } from '../graphql/executor.js';
 import { StateMachineResolver, WorkflowResolver } from '../workflows/workflow.resolver.js';
 import { AccountResolver, OrderResolver, ProductResolver } from '../orders/order.resolver.js';
 import { SagaResolver } from '../sagas/saga.resolver.js';
@@ -38,13 +39,17 @@ const noTopics: PubSub = {
 
 /** The schema, with the authorization rule of every root field applied (src/auth/policy.ts). */
 export async function buildGraphQLSchema(): Promise<GraphQLSchema> {
-  const schema = await buildSchema({
+  const options: BuildSchemaOptions = {
     resolvers,
     pubSub: noTopics,
     // inputs are validated by the engine (src/core/validation.ts) and again in Lua
     validate: false,
     scalarsMap: [{ type: Date, scalar: DateTimeScalar }],
-  });
+  };
+  const schema = await buildSchema(options);
+  // plain property fields answer without a resolver call (src/graphql/executor.ts); only while
+  // nothing (middleware, auth checker) runs for every field: the policy wraps root fields only
+  if (!options.globalMiddlewares?.length && !options.authChecker) dropIdentityResolvers(schema);
   return applyPolicy(nullableMutations(schema));
 }
 

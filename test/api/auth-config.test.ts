@@ -11,6 +11,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignJWT } from 'jose';
 import { ConfigError, readConfig } from '../../src/config.js';
+import { createAuthenticator } from '../../src/auth/tokens.js';
 import { startTestServer, TEST_JWT_SECRET, testConfig, type TestServer } from './harness.js';
 
 const servers: TestServer[] = [];
@@ -176,5 +177,19 @@ describe('npm run token', () => {
     const publicOnly = await run('scripts/token.ts', [], { AUTH_JWT_PUBLIC_KEY: pem });
     expect(publicOnly.code).toBe(1);
     expect(publicOnly.stderr).toMatch(/AUTH_JWT_PUBLIC_KEY is set/);
+  });
+});
+
+describe('verified tokens are remembered only until they expire', () => {
+  it('a token accepted once is refused once its exp has passed', async () => {
+    const auth = await createAuthenticator({ secret: TEST_JWT_SECRET, publicKey: null, issuer: null, audience: null }, os.tmpdir());
+    const token = await auth.sign({ sub: 'short', tenant: 'ttl-test', role: 'admin' }, 2);
+    expect(await auth.authenticate(`Bearer ${token}`)).toMatchObject({ sub: 'short', tenant: 'ttl-test' });
+    // accepted again (from memory) while valid...
+    expect(await auth.authenticate(`Bearer ${token}`)).toMatchObject({ sub: 'short' });
+    // ...and refused once it has expired, memory or not
+    await expect
+      .poll(() => auth.authenticate(`Bearer ${token}`).then(() => 'accepted', (err: Error) => err.message), { timeout: 5000, interval: 200 })
+      .toMatch(/expired/);
   });
 });
