@@ -2,7 +2,7 @@
  * Process entry (`npm start`): read the config, start the server, stop cleanly on SIGTERM/SIGINT.
  */
 import { readConfig } from './config.js';
-import { createLog } from './log.js';
+import { createLog, flushLogs } from './log.js';
 import { createServer } from './server.js';
 import { startupFailureLine } from './startup.js';
 import { DEFAULT_TENANT } from './graphql/context.js';
@@ -23,13 +23,17 @@ async function main(): Promise<void> {
       .then(
         () => {
           log('stopped');
-          process.exit(0);
+          return 0;
         },
         (err: Error) => {
           log(`error while stopping: ${err.message}`, { err });
-          process.exit(1);
+          return 1;
         },
-      );
+      )
+      .then(async (code) => {
+        await flushLogs();
+        process.exit(code);
+      });
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));

@@ -8,7 +8,7 @@
 import { Redis } from 'ioredis';
 import { engineOptions, readConfig } from '../config.js';
 import { Engine } from '../app/engine.js';
-import { createLog } from '../log.js';
+import { createLog, flushLogs } from '../log.js';
 import { resolveRedis } from '../redis/connect.js';
 import { loadFunctions } from '../redis/functions.js';
 import { startupFailureLine } from '../startup.js';
@@ -51,9 +51,13 @@ async function main(): Promise<void> {
       .then(() => redis.quit().catch(() => redis.disconnect()))
       .then(() => resolved.stop())
       .then(
-        () => process.exit(0),
-        () => process.exit(1),
-      );
+        () => 0,
+        () => 1,
+      )
+      .then(async (code) => {
+        await flushLogs();
+        process.exit(code);
+      });
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
