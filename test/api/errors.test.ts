@@ -36,12 +36,6 @@ const LIST = `query($machine: String, $state: String, $first: Int, $after: Strin
 const HISTORY = `query($id: ID!, $first: Int, $after: String) { workflow(id: $id) { history(first: $first, after: $after) { entries { to } nextCursor } } }`;
 const SCHEDULE = `mutation($input: ScheduleTransitionInput!) { scheduleTransition(input: $input) { id status runAt } }`;
 
-async function ok<T = Record<string, any>>(query: string, variables?: Record<string, unknown>): Promise<T> {
-  const res = await t.gql<T>(query, variables);
-  expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
-  return res.data as T;
-}
-
 /**
  * Expects `code` with nothing written, a readable message free of Redis text and no stack trace;
  * returns the message of the error with that code.
@@ -64,7 +58,7 @@ async function rejects(query: string, variables: Record<string, unknown> | undef
 /** A machine draft -> review -> published, and a workflow of it in draft. */
 async function fixture(metadata?: Record<string, unknown>) {
   const machine = name('m');
-  await ok(DEFINE, {
+  await t.ok(DEFINE, {
     input: {
       name: machine,
       initialState: 'draft',
@@ -76,7 +70,7 @@ async function fixture(metadata?: Record<string, unknown>) {
     },
   });
   const id = uid('wf');
-  await ok(START, { input: { id, machine, metadata } });
+  await t.ok(START, { input: { id, machine, metadata } });
   return { machine, id };
 }
 
@@ -90,9 +84,9 @@ describe('engine error codes over HTTP', () => {
     // a target that is not a state of the machine at all
     expect(await rejects(TRANSITION, { input: { id, to: 'nowhere' } }, 'INVALID_TRANSITION')).toContain('nowhere');
     // the workflow is untouched and still moves where it may
-    expect((await ok(TRANSITION, { input: { id, to: 'review' } })).transitionWorkflow).toEqual({ id, state: 'review', version: 2 });
+    expect((await t.ok(TRANSITION, { input: { id, to: 'review' } })).transitionWorkflow).toEqual({ id, state: 'review', version: 2 });
     // a terminal state has no way out
-    await ok(TRANSITION, { input: { id, to: 'published' } });
+    await t.ok(TRANSITION, { input: { id, to: 'published' } });
     const terminal = await rejects(TRANSITION, { input: { id, to: 'draft' } }, 'INVALID_TRANSITION');
     expect(terminal).toContain('published');
     expect(terminal).toContain('draft');
@@ -111,7 +105,7 @@ describe('engine error codes over HTTP', () => {
     const withoutId = message.replace(id, '');
     expect(withoutId).toMatch(/\b7\b/);
     expect(withoutId).toMatch(/\b1\b/);
-    await ok(TRANSITION, { input: { id, to: 'review', expectedVersion: 1 } });
+    await t.ok(TRANSITION, { input: { id, to: 'review', expectedVersion: 1 } });
     // the version a client read before someone else moved the workflow
     await rejects(TRANSITION, { input: { id, to: 'published', expectedVersion: 1 } }, 'VERSION_CONFLICT');
   });
@@ -156,7 +150,7 @@ describe('bad input writes nothing', () => {
   it('accepts an id of exactly 128 characters (the limit the 129-character cases exceed)', async () => {
     const { machine } = await fixture();
     const id = 'b'.repeat(127) + 'c';
-    expect((await ok(START, { input: { id, machine } })).startWorkflow.id).toBe(id);
+    expect((await t.ok(START, { input: { id, machine } })).startWorkflow.id).toBe(id);
   });
 
   it.each(badIds)('rejects a workflow id with %s', async (_label, bad) => {
@@ -166,7 +160,7 @@ describe('bad input writes nothing', () => {
     await rejects(GET, { id: bad }, 'BAD_USER_INPUT');
     await rejects(SCHEDULE, { input: { workflowId: bad, to: 'review', runAt: new Date(Date.now() + 60_000).toISOString() } }, 'BAD_USER_INPUT');
     // the good workflow next to it is untouched (rejects() compared every key)
-    expect((await ok(GET, { id })).workflow).toEqual({ id, state: 'draft' });
+    expect((await t.ok(GET, { id })).workflow).toEqual({ id, state: 'draft' });
   });
 
   const badNames: [string, string][] = [
@@ -207,14 +201,14 @@ describe('bad input writes nothing', () => {
     // just below the limit is fine: {"blob":"..."} is 11 bytes around the text
     const fits = { blob: 'y'.repeat(16 * 1024 - 11) };
     expect(Buffer.byteLength(JSON.stringify(fits))).toBe(16 * 1024);
-    await ok(START, { input: { machine, metadata: fits } });
+    await t.ok(START, { input: { machine, metadata: fits } });
   });
 
   it('rejects a transition whose merged metadata would exceed 16 KiB', async () => {
     const { id } = await fixture({ first: 'a'.repeat(9000) });
     expect(await rejects(TRANSITION, { input: { id, to: 'review', metadata: { second: 'b'.repeat(9000) } } }, 'BAD_USER_INPUT')).toMatch(/metadata/);
     // replacing the big key instead keeps it small
-    await ok(TRANSITION, { input: { id, to: 'review', metadata: { first: 'c'.repeat(9000) } } });
+    await t.ok(TRANSITION, { input: { id, to: 'review', metadata: { first: 'c'.repeat(9000) } } });
   });
 
   it.each([
@@ -246,7 +240,7 @@ describe('bad input writes nothing', () => {
 
   it('accepts a well-formed DateTime with an offset and answers it in UTC', async () => {
     const { id } = await fixture();
-    const res = await ok(SCHEDULE, { input: { workflowId: id, to: 'review', runAt: '2030-01-01T12:00:00+02:00' } });
+    const res = await t.ok(SCHEDULE, { input: { workflowId: id, to: 'review', runAt: '2030-01-01T12:00:00+02:00' } });
     expect(res.scheduleTransition).toMatchObject({ status: 'PENDING', runAt: '2030-01-01T10:00:00.000Z' });
   });
 
@@ -261,9 +255,9 @@ describe('bad input writes nothing', () => {
 
   it('accepts first: 1 and first: 100, the limits', async () => {
     const { id } = await fixture();
-    expect((await ok(LIST, { first: 1 })).workflows.items).toHaveLength(1);
-    await ok(LIST, { first: 100 });
-    expect((await ok(HISTORY, { id, first: 1 })).workflow.history.entries).toHaveLength(1);
+    expect((await t.ok(LIST, { first: 1 })).workflows.items).toHaveLength(1);
+    await t.ok(LIST, { first: 100 });
+    expect((await t.ok(HISTORY, { id, first: 1 })).workflow.history.entries).toHaveLength(1);
   });
 
   const garbageCursors: [string, string][] = [
@@ -299,8 +293,8 @@ describe('bad input writes nothing', () => {
 
   it('rejects the cursor of one listing in another', async () => {
     const { machine } = await fixture();
-    await ok(START, { input: { machine } });
-    const page = (await ok(LIST, { machine, state: 'draft', first: 1 })).workflows;
+    await t.ok(START, { input: { machine } });
+    const page = (await t.ok(LIST, { machine, state: 'draft', first: 1 })).workflows;
     expect(page.nextCursor).toEqual(expect.any(String));
     await rejects(LIST, { machine, state: 'review', after: page.nextCursor }, 'BAD_USER_INPUT');
   });
@@ -309,7 +303,7 @@ describe('bad input writes nothing', () => {
     const m = name('m');
     const message = await rejects(DEFINE, { input: { name: m, initialState: 'nowhere', states: ['a', 'b'], transitions: [{ from: 'a', to: ['b'] }] } }, 'BAD_USER_INPUT');
     expect(message).toContain('nowhere');
-    expect((await ok(`query($n: ID!) { stateMachine(name: $n) { name } }`, { n: m })).stateMachine).toBeNull();
+    expect((await t.ok(`query($n: ID!) { stateMachine(name: $n) { name } }`, { n: m })).stateMachine).toBeNull();
   });
 
   it.each([
@@ -333,7 +327,7 @@ describe('bad input writes nothing', () => {
     );
     expect(message).toContain('order');
     await rejects(START, { input: { machine: 'order' } }, 'BAD_USER_INPUT');
-    const order = (await ok(`query { stateMachine(name: "order") { version states } }`)).stateMachine;
+    const order = (await t.ok(`query { stateMachine(name: "order") { version states } }`)).stateMachine;
     expect(order).toEqual({ version: 1, states: ['pending', 'processing', 'shipped', 'delivered', 'cancelled', 'returned'] });
   });
 
@@ -406,7 +400,7 @@ describe('unexpected failures', () => {
 
   it('leave other operations working', async () => {
     const { id } = await fixture();
-    expect((await ok(TRANSITION, { input: { id, to: 'review' } })).transitionWorkflow.state).toBe('review');
+    expect((await t.ok(TRANSITION, { input: { id, to: 'review' } })).transitionWorkflow.state).toBe('review');
   });
 });
 

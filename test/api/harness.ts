@@ -39,6 +39,8 @@ export interface TestServer {
   tenant: string;
   redis: Redis;
   gql<T = Record<string, any>>(query: string, variables?: Record<string, unknown>, options?: AuthOption): Promise<GraphQLResponse<T>>;
+  /** gql, expecting success (200, no errors): its data. */
+  ok<T = Record<string, any>>(query: string, variables?: Record<string, unknown>): Promise<T>;
   snapshot(): Promise<Record<string, unknown>>;
   subscribe(query: string, variables?: Record<string, unknown>, options?: AuthOption): Promise<Subscription>;
   /** A token signed with TEST_JWT_SECRET; defaults: this tenant, role admin, sub = role. */
@@ -190,6 +192,11 @@ export async function startTestServer(options: { config?: Partial<Config>; tenan
     tenant,
     redis,
     gql: (query, variables, options) => postGraphQL(server.url, query, variables, tokenOf(options)),
+    async ok<T>(query: string, variables?: Record<string, unknown>) {
+      const res = await postGraphQL<T>(server.url, query, variables, tokenOf());
+      if (res.errors || res.status !== 200) throw new Error(`expected success, got HTTP ${res.status}: ${JSON.stringify(res.errors)}`);
+      return res.data as T;
+    },
     snapshot: () => snapshotTenant(redis, tenant),
     token: (claims = {}) => testToken({ tenant, ...claims }, secret),
     async subscribe(query, variables, options) {

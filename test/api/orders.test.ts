@@ -48,20 +48,13 @@ const ACCOUNT_ORDERS = `query($id: ID!, $first: Int, $after: String) { account(i
 const TRANSITION = `mutation($input: TransitionWorkflowInput!) { transitionWorkflow(input: $input) { id state version updatedAt allowedTransitions } }`;
 const ORDER_EVENTS = `subscription($userId: ID) { orderEvents(userId: $userId) { eventId type orderId userId state totalCents at } }`;
 
-async function ok<T = Record<string, any>>(query: string, variables?: Record<string, unknown>): Promise<T> {
-  const res = await t.gql<T>(query, variables);
-  expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
-  expect(res.status).toBe(200);
-  return res.data as T;
-}
-
 async function stockOf(productId: string): Promise<number | null> {
-  const data = await ok(PRODUCT, { id: productId });
+  const data = await t.ok(PRODUCT, { id: productId });
   return data.product === null ? null : data.product.stock;
 }
 
 async function balanceOf(accountId: string): Promise<number | null> {
-  const data = await ok(ACCOUNT, { id: accountId });
+  const data = await t.ok(ACCOUNT, { id: accountId });
   return data.account === null ? null : data.account.balanceCents;
 }
 
@@ -69,18 +62,18 @@ async function balanceOf(accountId: string): Promise<number | null> {
 async function setup(stock: number, balance: number): Promise<{ user: string; product: string }> {
   const user = uid('u');
   const product = uid('p');
-  await ok(RESTOCK, { productId: product, quantity: stock });
-  await ok(DEPOSIT, { accountId: user, amountCents: balance });
+  await t.ok(RESTOCK, { productId: product, quantity: stock });
+  await t.ok(DEPOSIT, { accountId: user, amountCents: balance });
   return { user, product };
 }
 
 async function placeOrder(input: { orderId?: string; userId: string; productId: string; quantity: number; unitPriceCents: number }) {
-  const data = await ok(PROCESS, { input: { orderId: input.orderId ?? uid('o'), ...input } });
+  const data = await t.ok(PROCESS, { input: { orderId: input.orderId ?? uid('o'), ...input } });
   return data.processOrder;
 }
 
 async function move(id: string, to: string) {
-  const data = await ok(TRANSITION, { input: { id, to } });
+  const data = await t.ok(TRANSITION, { input: { id, to } });
   return data.transitionWorkflow;
 }
 
@@ -100,26 +93,26 @@ async function streamEntriesOf(orderId: string): Promise<{ id: string; type: str
 describe('inventory and balances', () => {
   it('restockProduct adds to the stock and product() reads it; never stocked reads as null', async () => {
     const p = uid('p');
-    expect(await ok(PRODUCT, { id: p })).toEqual({ product: null });
-    expect((await ok(RESTOCK, { productId: p, quantity: 5 })).restockProduct).toEqual({ id: p, stock: 5 });
-    expect((await ok(RESTOCK, { productId: p, quantity: 7 })).restockProduct).toEqual({ id: p, stock: 12 });
-    expect(await ok(PRODUCT, { id: p })).toEqual({ product: { id: p, stock: 12 } });
+    expect(await t.ok(PRODUCT, { id: p })).toEqual({ product: null });
+    expect((await t.ok(RESTOCK, { productId: p, quantity: 5 })).restockProduct).toEqual({ id: p, stock: 5 });
+    expect((await t.ok(RESTOCK, { productId: p, quantity: 7 })).restockProduct).toEqual({ id: p, stock: 12 });
+    expect(await t.ok(PRODUCT, { id: p })).toEqual({ product: { id: p, stock: 12 } });
   });
 
   it('depositFunds adds to the balance and account() reads it; never funded reads as null', async () => {
     const a = uid('a');
-    expect(await ok(ACCOUNT, { id: a })).toEqual({ account: null });
-    expect((await ok(DEPOSIT, { accountId: a, amountCents: 1000 })).depositFunds).toEqual({ id: a, balanceCents: 1000 });
-    expect((await ok(DEPOSIT, { accountId: a, amountCents: 250 })).depositFunds).toEqual({ id: a, balanceCents: 1250 });
-    expect(await ok(ACCOUNT, { id: a })).toEqual({ account: { id: a, balanceCents: 1250 } });
+    expect(await t.ok(ACCOUNT, { id: a })).toEqual({ account: null });
+    expect((await t.ok(DEPOSIT, { accountId: a, amountCents: 1000 })).depositFunds).toEqual({ id: a, balanceCents: 1000 });
+    expect((await t.ok(DEPOSIT, { accountId: a, amountCents: 250 })).depositFunds).toEqual({ id: a, balanceCents: 1250 });
+    expect(await t.ok(ACCOUNT, { id: a })).toEqual({ account: { id: a, balanceCents: 1250 } });
     // the upper bound itself is accepted (10^13 cents in total)
     const rich = uid('a');
-    expect((await ok(DEPOSIT, { accountId: rich, amountCents: 10 ** 13 })).depositFunds).toEqual({ id: rich, balanceCents: 10 ** 13 });
+    expect((await t.ok(DEPOSIT, { accountId: rich, amountCents: 10 ** 13 })).depositFunds).toEqual({ id: rich, balanceCents: 10 ** 13 });
   });
 
   it('rejects a restock of 0 or a negative quantity, and a non-integer quantity variable', async () => {
     const p = uid('p');
-    await ok(RESTOCK, { productId: p, quantity: 3 });
+    await t.ok(RESTOCK, { productId: p, quantity: 3 });
     for (const quantity of [0, -1, 1.5]) {
       await expectGraphQLErrorWithoutWrites(t, RESTOCK, { productId: p, quantity }, 'BAD_USER_INPUT');
     }
@@ -130,7 +123,7 @@ describe('inventory and balances', () => {
 
   it('rejects a deposit of 0, a negative amount, more than 10^13 cents and a fractional amount', async () => {
     const a = uid('a');
-    await ok(DEPOSIT, { accountId: a, amountCents: 100 });
+    await t.ok(DEPOSIT, { accountId: a, amountCents: 100 });
     for (const amountCents of [0, -5, 10 ** 13 + 1, 1.5]) {
       await expectGraphQLErrorWithoutWrites(t, DEPOSIT, { accountId: a, amountCents }, 'BAD_USER_INPUT');
     }
@@ -172,7 +165,7 @@ describe('processOrder', () => {
     expect(await stockOf(product)).toBe(7);
     expect(await balanceOf(user)).toBe(10_000 - 3750);
     // order(id) reads the same order back
-    expect((await ok(ORDER, { id: orderId })).order).toEqual(order);
+    expect((await t.ok(ORDER, { id: orderId })).order).toEqual(order);
   });
 
   it('a free order (unitPriceCents 0) is accepted and charges nothing', async () => {
@@ -184,14 +177,14 @@ describe('processOrder', () => {
   });
 
   it('order(id) is null for an unknown id and for a workflow that is not an order', async () => {
-    expect(await ok(ORDER, { id: uid('o') })).toEqual({ order: null });
+    expect(await t.ok(ORDER, { id: uid('o') })).toEqual({ order: null });
     const m = uid('m').replace(/-/g, '_');
-    await ok(`mutation($input: DefineStateMachineInput!) { defineStateMachine(input: $input) { name } }`, {
+    await t.ok(`mutation($input: DefineStateMachineInput!) { defineStateMachine(input: $input) { name } }`, {
       input: { name: m, initialState: 'a', states: ['a', 'b'], transitions: [{ from: 'a', to: ['b'] }] },
     });
     const wid = uid('w');
-    await ok(`mutation($input: StartWorkflowInput!) { startWorkflow(input: $input) { id } }`, { input: { id: wid, machine: m } });
-    expect(await ok(ORDER, { id: wid })).toEqual({ order: null });
+    await t.ok(`mutation($input: StartWorkflowInput!) { startWorkflow(input: $input) { id } }`, { input: { id: wid, machine: m } });
+    expect(await t.ok(ORDER, { id: wid })).toEqual({ order: null });
   });
 
   it('Account.orders lists the orders newest first, with paging', async () => {
@@ -201,7 +194,7 @@ describe('processOrder', () => {
       const order = await placeOrder({ userId: user, productId: product, quantity: 1, unitPriceCents: 100 * i });
       ids.push(order.id);
     }
-    const all = (await ok(ACCOUNT_ORDERS, { id: user })).account;
+    const all = (await t.ok(ACCOUNT_ORDERS, { id: user })).account;
     expect(all.balanceCents).toBe(100_000 - 600);
     expect(all.orders).toEqual({
       items: [
@@ -211,14 +204,14 @@ describe('processOrder', () => {
       ],
       nextCursor: null,
     });
-    const page1 = (await ok(ACCOUNT_ORDERS, { id: user, first: 2 })).account.orders;
+    const page1 = (await t.ok(ACCOUNT_ORDERS, { id: user, first: 2 })).account.orders;
     expect(page1.items.map((o: { id: string }) => o.id)).toEqual([ids[2], ids[1]]);
     expect(typeof page1.nextCursor).toBe('string');
-    const page2 = (await ok(ACCOUNT_ORDERS, { id: user, first: 2, after: page1.nextCursor })).account.orders;
+    const page2 = (await t.ok(ACCOUNT_ORDERS, { id: user, first: 2, after: page1.nextCursor })).account.orders;
     expect(page2).toEqual({ items: [{ id: ids[0], totalCents: 100, state: 'pending' }], nextCursor: null });
     // another account's orders are not listed
     const other = await setup(1, 1000);
-    expect((await ok(ACCOUNT_ORDERS, { id: other.user })).account.orders).toEqual({ items: [], nextCursor: null });
+    expect((await t.ok(ACCOUNT_ORDERS, { id: other.user })).account.orders).toEqual({ items: [], nextCursor: null });
   });
 
   it('OUT_OF_STOCK when the product has fewer units than ordered', async () => {
@@ -268,40 +261,40 @@ describe('processOrder', () => {
   it('ALREADY_EXISTS when the orderId is used by a workflow that is not an order', async () => {
     const { user, product } = await setup(5, 1000);
     const m = uid('m').replace(/-/g, '_');
-    await ok(`mutation($input: DefineStateMachineInput!) { defineStateMachine(input: $input) { name } }`, {
+    await t.ok(`mutation($input: DefineStateMachineInput!) { defineStateMachine(input: $input) { name } }`, {
       input: { name: m, initialState: 'a', states: ['a', 'b'], transitions: [{ from: 'a', to: ['b'] }] },
     });
     const wid = uid('w');
-    await ok(`mutation($input: StartWorkflowInput!) { startWorkflow(input: $input) { id } }`, { input: { id: wid, machine: m } });
+    await t.ok(`mutation($input: StartWorkflowInput!) { startWorkflow(input: $input) { id } }`, { input: { id: wid, machine: m } });
     await expectGraphQLErrorWithoutWrites(
       t,
       PROCESS,
       { input: { orderId: wid, userId: user, productId: product, quantity: 1, unitPriceCents: 1 } },
       'ALREADY_EXISTS',
     );
-    expect((await ok(`query($id: ID!) { workflow(id: $id) { machine state } }`, { id: wid })).workflow).toEqual({ machine: m, state: 'a' });
+    expect((await t.ok(`query($id: ID!) { workflow(id: $id) { machine state } }`, { id: wid })).workflow).toEqual({ machine: m, state: 'a' });
   });
 
   it('replaying the same orderId and parameters returns the order and charges nothing', async () => {
     const { user, product } = await setup(10, 10_000);
     const input = { orderId: uid('o'), userId: user, productId: product, quantity: 2, unitPriceCents: 300 };
-    const first = (await ok(PROCESS, { input })).processOrder;
+    const first = (await t.ok(PROCESS, { input })).processOrder;
     expect(await stockOf(product)).toBe(8);
     expect(await balanceOf(user)).toBe(9400);
     const before = await t.snapshot();
-    const again = (await ok(PROCESS, { input })).processOrder;
+    const again = (await t.ok(PROCESS, { input })).processOrder;
     expect(again).toEqual(first);
     expect(await t.snapshot()).toEqual(before); // no charge, no second order, no event
     expect(await stockOf(product)).toBe(8);
     expect(await balanceOf(user)).toBe(9400);
-    expect((await ok(ACCOUNT_ORDERS, { id: user })).account.orders.items).toHaveLength(1);
+    expect((await t.ok(ACCOUNT_ORDERS, { id: user })).account.orders.items).toHaveLength(1);
   });
 
   it('IDEMPOTENCY_CONFLICT when the orderId is reused with other parameters', async () => {
     const { user, product } = await setup(10, 10_000);
     const other = await setup(10, 10_000);
     const input = { orderId: uid('o'), userId: user, productId: product, quantity: 2, unitPriceCents: 300 };
-    await ok(PROCESS, { input });
+    await t.ok(PROCESS, { input });
     for (const change of [{ quantity: 3 }, { unitPriceCents: 301 }, { productId: other.product }, { userId: other.user }]) {
       await expectGraphQLErrorWithoutWrites(t, PROCESS, { input: { ...input, ...change } }, 'IDEMPOTENCY_CONFLICT');
     }
@@ -315,7 +308,7 @@ describe('processOrder', () => {
     }
     // a total above 10^13 cents
     await expectGraphQLErrorWithoutWrites(t, PROCESS, { input: { ...base, quantity: 2, unitPriceCents: 10 ** 13 } }, 'BAD_USER_INPUT');
-    expect(await ok(ORDER, { id: base.orderId })).toEqual({ order: null });
+    expect(await t.ok(ORDER, { id: base.orderId })).toEqual({ order: null });
   });
 
   it('BAD_USER_INPUT for ids with {, } or :', async () => {
@@ -353,7 +346,7 @@ describe('the order lifecycle', () => {
     expect(await move(order.id, 'returned')).toMatchObject({ state: 'returned', version: 5, allowedTransitions: [] });
     expect(await stockOf(product)).toBe(10);
     expect(await balanceOf(user)).toBe(10_000);
-    expect((await ok(ORDER, { id: order.id })).order).toMatchObject({ state: 'returned', workflow: { state: 'returned', version: 5 } });
+    expect((await t.ok(ORDER, { id: order.id })).order).toMatchObject({ state: 'returned', workflow: { state: 'returned', version: 5 } });
     // returned is terminal: no second refund
     await expectGraphQLErrorWithoutWrites(t, TRANSITION, { input: { id: order.id, to: 'returned' } }, 'INVALID_TRANSITION');
     await expectGraphQLErrorWithoutWrites(t, TRANSITION, { input: { id: order.id, to: 'cancelled' } }, 'INVALID_TRANSITION');
@@ -376,12 +369,12 @@ describe('the order lifecycle', () => {
     await expectGraphQLErrorWithoutWrites(t, TRANSITION, { input: { id: order.id, to: 'processing' } }, 'INVALID_TRANSITION');
     // replaying the original processOrder does not charge again either
     const before = await t.snapshot();
-    const replay = (await ok(PROCESS, { input: { orderId: order.id, userId: user, productId: product, quantity: 2, unitPriceCents: 900 } })).processOrder;
+    const replay = (await t.ok(PROCESS, { input: { orderId: order.id, userId: user, productId: product, quantity: 2, unitPriceCents: 900 } })).processOrder;
     expect(replay).toMatchObject({ id: order.id, state: 'cancelled', totalCents: 1800, workflow: { state: 'cancelled', version: 3 } });
     expect(await t.snapshot()).toEqual(before);
     expect(await stockOf(product)).toBe(4);
     expect(await balanceOf(user)).toBe(5000 - 700);
-    const listed = (await ok(ACCOUNT_ORDERS, { id: user })).account.orders.items;
+    const listed = (await t.ok(ACCOUNT_ORDERS, { id: user })).account.orders.items;
     expect(listed).toEqual([
       { id: order.id, totalCents: 1800, state: 'cancelled' },
       { id: keep.id, totalCents: 700, state: 'pending' },

@@ -10,12 +10,6 @@ beforeAll(async () => {
 });
 afterAll(() => t.close());
 
-async function ok<T = Record<string, any>>(query: string, variables?: Record<string, unknown>): Promise<T> {
-  const res = await t.gql<T>(query, variables);
-  expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
-  return res.data as T;
-}
-
 const DEPOSIT = `mutation($accountId: ID!, $amountCents: SafeInt!, $requestId: ID) {
   depositFunds(accountId: $accountId, amountCents: $amountCents, requestId: $requestId) { id balanceCents } }`;
 const RESTOCK = `mutation($productId: ID!, $quantity: Int!, $requestId: ID) {
@@ -27,20 +21,20 @@ describe('depositFunds and restockProduct with requestId', () => {
   it('apply once however often they are sent', async () => {
     const accountId = uid('acct');
     const requestId = uid('req');
-    const first = await ok(DEPOSIT, { accountId, amountCents: 1000, requestId });
+    const first = await t.ok(DEPOSIT, { accountId, amountCents: 1000, requestId });
     expect(first.depositFunds).toEqual({ id: accountId, balanceCents: 1000 });
-    expect(await ok(DEPOSIT, { accountId, amountCents: 1000, requestId })).toEqual(first);
-    expect((await ok(`query($id: ID!) { account(id: $id) { balanceCents } }`, { id: accountId })).account.balanceCents).toBe(1000);
+    expect(await t.ok(DEPOSIT, { accountId, amountCents: 1000, requestId })).toEqual(first);
+    expect((await t.ok(`query($id: ID!) { account(id: $id) { balanceCents } }`, { id: accountId })).account.balanceCents).toBe(1000);
 
     const productId = uid('prod');
-    const restock = await ok(RESTOCK, { productId, quantity: 3, requestId: uid('req') });
+    const restock = await t.ok(RESTOCK, { productId, quantity: 3, requestId: uid('req') });
     expect(restock.restockProduct.stock).toBe(3);
   });
 
   it('answer IDEMPOTENCY_CONFLICT for the same requestId with other arguments, writing nothing', async () => {
     const accountId = uid('acct');
     const requestId = uid('req');
-    await ok(DEPOSIT, { accountId, amountCents: 1000, requestId });
+    await t.ok(DEPOSIT, { accountId, amountCents: 1000, requestId });
     await expectGraphQLErrorWithoutWrites(t, DEPOSIT, { accountId, amountCents: 999, requestId }, 'IDEMPOTENCY_CONFLICT');
     await expectGraphQLErrorWithoutWrites(t, RESTOCK, { productId: uid('prod'), quantity: 1, requestId }, 'IDEMPOTENCY_CONFLICT');
     await expectGraphQLErrorWithoutWrites(t, DEPOSIT, { accountId, amountCents: 1, requestId: 'bad:id' }, 'BAD_USER_INPUT');
@@ -49,16 +43,16 @@ describe('depositFunds and restockProduct with requestId', () => {
 
 describe('scheduleTransition with an id', () => {
   it('answers the stored entry for the same parameters and IDEMPOTENCY_CONFLICT for others', async () => {
-    await ok(DEFINE, {
+    await t.ok(DEFINE, {
       input: { name: 'retrydoc', initialState: 'a', states: ['a', 'b', 'c'], transitions: [{ from: 'a', to: ['b', 'c'] }] },
     });
     const workflowId = uid('wf');
-    await ok(`mutation($id: ID!) { startWorkflow(input: { id: $id, machine: "retrydoc" }) { id } }`, { id: workflowId });
+    await t.ok(`mutation($id: ID!) { startWorkflow(input: { id: $id, machine: "retrydoc" }) { id } }`, { id: workflowId });
     const input = { id: uid('s'), workflowId, to: 'b', runAt: '2031-01-01T00:00:00.000Z', metadata: { x: 1 } };
-    const first = await ok(SCHEDULE, { input });
+    const first = await t.ok(SCHEDULE, { input });
     expect(first.scheduleTransition).toMatchObject({ id: input.id, status: 'PENDING' });
     const before = await t.snapshot();
-    expect(await ok(SCHEDULE, { input })).toEqual(first);
+    expect(await t.ok(SCHEDULE, { input })).toEqual(first);
     expect(await t.snapshot()).toEqual(before);
     await expectGraphQLErrorWithoutWrites(t, SCHEDULE, { input: { ...input, to: 'c' } }, 'IDEMPOTENCY_CONFLICT');
   });
@@ -67,9 +61,9 @@ describe('scheduleTransition with an id', () => {
 describe('defineStateMachine with the current definition', () => {
   it('returns the current version', async () => {
     const input = { name: uid('m').replace(/-/g, '_'), initialState: 'a', states: ['a', 'b'], transitions: [{ from: 'a', to: ['b'] }] };
-    expect((await ok(DEFINE, { input })).defineStateMachine.version).toBe(1);
+    expect((await t.ok(DEFINE, { input })).defineStateMachine.version).toBe(1);
     const before = await t.snapshot();
-    expect((await ok(DEFINE, { input })).defineStateMachine.version).toBe(1);
+    expect((await t.ok(DEFINE, { input })).defineStateMachine.version).toBe(1);
     expect(await t.snapshot()).toEqual(before);
   });
 });

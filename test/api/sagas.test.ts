@@ -21,19 +21,12 @@ const DATA_SET = `query($key: String!) { dataSet(key: $key) { members } }`;
 
 type Step = { op: string; key: string; field?: string; value?: string; amount?: number; member?: string; min?: number; max?: number };
 
-async function ok<T = Record<string, any>>(query: string, variables?: Record<string, unknown>): Promise<T> {
-  const res = await t.gql<T>(query, variables);
-  expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
-  expect(res.status).toBe(200);
-  return res.data as T;
-}
-
 async function execute(id: string, steps: Step[]) {
-  return (await ok(EXECUTE, { input: { id, steps } })).executeSaga;
+  return (await t.ok(EXECUTE, { input: { id, steps } })).executeSaga;
 }
 
 async function data(hashKey: string, setKey: string): Promise<{ dataHash: Record<string, string>; dataSet: string[] }> {
-  const page = await ok(DATA, { h: hashKey, s: setKey });
+  const page = await t.ok(DATA, { h: hashKey, s: setKey });
   // small keys come back in one page
   expect([page.dataHash.nextCursor, page.dataSet.nextCursor]).toEqual([null, null]);
   return { dataHash: page.dataHash.fields, dataSet: page.dataSet.members };
@@ -63,14 +56,14 @@ describe('executeSaga', () => {
     ]);
     expect(outcome).toEqual({ id, status: 'COMPLETED', stepsCompleted: 9, failedStep: null, error: null });
     expect(await data(h, s)).toEqual({ dataHash: { name: 'Ada', balance: '100' }, dataSet: ['early', 'vip'] });
-    expect((await ok(SAGA, { id })).saga).toEqual(outcome);
+    expect((await t.ok(SAGA, { id })).saga).toEqual(outcome);
   });
 
   it('builds on data from earlier sagas', async () => {
     const h = uid('acct');
     await execute(uid('saga'), [{ op: 'HINCRBY', key: h, field: 'n', amount: 5 }]);
     await execute(uid('saga'), [{ op: 'HINCRBY', key: h, field: 'n', amount: 7, max: 12 }]);
-    expect((await ok(DATA_HASH, { key: h })).dataHash.fields).toEqual({ n: '12' });
+    expect((await t.ok(DATA_HASH, { key: h })).dataHash.fields).toEqual({ n: '12' });
   });
 
   it('rolls back on a HINCRBY below min, restoring the exact previous data', async () => {
@@ -108,9 +101,9 @@ describe('executeSaga', () => {
     expect(outcome.error).toMatch(/min/);
 
     expect(await data(h, s)).toEqual(beforeData);
-    expect((await ok(DATA_SET, { key: fresh })).dataSet.members).toEqual([]);
+    expect((await t.ok(DATA_SET, { key: fresh })).dataSet.members).toEqual([]);
     expect(await dataSnapshot()).toEqual(beforeKeys);
-    expect((await ok(SAGA, { id })).saga).toEqual(outcome);
+    expect((await t.ok(SAGA, { id })).saga).toEqual(outcome);
   });
 
   it('rolls back on a HINCRBY above max, and when the first step fails nothing ran', async () => {
@@ -148,13 +141,13 @@ describe('executeSaga', () => {
     expect(outcome).toMatchObject({ status: 'ROLLED_BACK', stepsCompleted: 1, failedStep: 2 });
     expect(outcome.error).toMatch(/step 2/);
     expect(await dataSnapshot()).toEqual(beforeKeys);
-    expect((await ok(DATA_HASH, { key: h })).dataHash.fields).toEqual({});
+    expect((await t.ok(DATA_HASH, { key: h })).dataHash.fields).toEqual({});
   });
 });
 
 describe('stored outcomes', () => {
   it('saga(id) is null for a saga that never ran', async () => {
-    expect(await ok(SAGA, { id: uid('saga') })).toEqual({ saga: null });
+    expect(await t.ok(SAGA, { id: uid('saga') })).toEqual({ saga: null });
   });
 
   it('replaying the same id and steps returns the stored outcome and runs nothing', async () => {
@@ -172,7 +165,7 @@ describe('stored outcomes', () => {
     expect(await execute(id, reordered)).toEqual(first);
     expect(await execute(id, steps)).toEqual(first);
     expect(await t.snapshot()).toEqual(before);
-    expect((await ok(DATA_HASH, { key: h })).dataHash.fields).toEqual({ n: '1', last: id });
+    expect((await t.ok(DATA_HASH, { key: h })).dataHash.fields).toEqual({ n: '1', last: id });
   });
 
   it('a rolled-back saga replays as rolled back even when it would now succeed', async () => {
@@ -204,7 +197,7 @@ describe('stored outcomes', () => {
     ]) {
       await expectGraphQLErrorWithoutWrites(t, EXECUTE, { input: { id, steps: other } }, 'IDEMPOTENCY_CONFLICT');
     }
-    expect((await ok(DATA_HASH, { key: h })).dataHash.fields).toEqual({ n: '1' });
+    expect((await t.ok(DATA_HASH, { key: h })).dataHash.fields).toEqual({ n: '1' });
   });
 });
 
@@ -215,10 +208,10 @@ describe('rejected input', () => {
     const step = (i: number): Step => ({ op: 'HINCRBY', key: h, field: `f${i % 3}`, amount: 1 });
     const steps65 = Array.from({ length: 65 }, (_, i) => step(i));
     await expectGraphQLErrorWithoutWrites(t, EXECUTE, { input: { id: uid('saga'), steps: steps65 } }, 'BAD_USER_INPUT');
-    expect((await ok(DATA_HASH, { key: h })).dataHash.fields).toEqual({});
+    expect((await t.ok(DATA_HASH, { key: h })).dataHash.fields).toEqual({});
     const outcome = await execute(uid('saga'), steps65.slice(0, 64));
     expect(outcome).toMatchObject({ status: 'COMPLETED', stepsCompleted: 64 });
-    expect((await ok(DATA_HASH, { key: h })).dataHash.fields).toEqual({ f0: '22', f1: '21', f2: '21' });
+    expect((await t.ok(DATA_HASH, { key: h })).dataHash.fields).toEqual({ f0: '22', f1: '21', f2: '21' });
   });
 
   it('BAD_USER_INPUT for malformed steps', async () => {
@@ -242,7 +235,7 @@ describe('rejected input', () => {
       const steps = [{ op: 'HSET', key: h, field: 'ok', value: '1' }, step];
       await expectGraphQLErrorWithoutWrites(t, EXECUTE, { input: { id: uid('saga'), steps } }, 'BAD_USER_INPUT');
     }
-    expect((await ok(DATA_HASH, { key: h })).dataHash.fields).toEqual({});
+    expect((await t.ok(DATA_HASH, { key: h })).dataHash.fields).toEqual({});
   });
 
   it('BAD_USER_INPUT for a data key or saga id with :, { or }', async () => {

@@ -19,13 +19,6 @@ const name = (prefix: string) => `${prefix}_${uid('').slice(1).replace(/-/g, '_'
 
 const keys = () => t.server.engine.context.keys(t.tenant);
 
-async function ok<T = Record<string, any>>(query: string, variables?: Record<string, unknown>): Promise<T> {
-  const res = await t.gql<T>(query, variables);
-  expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
-  expect(res.status).toBe(200);
-  return res.data as T;
-}
-
 const MACHINE_FIELDS = 'name version initialState states terminalStates transitions { from to }';
 const WORKFLOW_FIELDS = 'id machine machineVersion state version metadata createdAt updatedAt allowedTransitions';
 
@@ -41,15 +34,15 @@ const HISTORY = `query($id: ID!, $first: Int, $after: String) {
 const reviewMachine = documentMachine;
 
 async function define(input: Record<string, unknown>) {
-  return (await ok(DEFINE, { input })).defineStateMachine;
+  return (await t.ok(DEFINE, { input })).defineStateMachine;
 }
 
 async function start(input: Record<string, unknown>) {
-  return (await ok(START, { input })).startWorkflow;
+  return (await t.ok(START, { input })).startWorkflow;
 }
 
 async function move(input: Record<string, unknown>) {
-  return (await ok(TRANSITION, { input })).transitionWorkflow;
+  return (await t.ok(TRANSITION, { input })).transitionWorkflow;
 }
 
 /** Waits (on the clock, not a fixed sleep) until Redis' TIME has passed `iso`, so the next write is strictly newer. */
@@ -66,7 +59,7 @@ async function allPages(vars: Record<string, unknown>, first: number) {
   const pages: { items: any[]; nextCursor: string | null }[] = [];
   let after: string | null = null;
   do {
-    const page: { items: any[]; nextCursor: string | null } = (await ok(LIST, { ...vars, first, after })).workflows;
+    const page: { items: any[]; nextCursor: string | null } = (await t.ok(LIST, { ...vars, first, after })).workflows;
     pages.push(page);
     after = page.nextCursor;
     expect(pages.length).toBeLessThan(50);
@@ -85,7 +78,7 @@ describe('state machines', () => {
     const m = name('doc');
     const machine = await define(reviewMachine(m));
     expect(machine).toEqual({ ...reviewMachine(m), version: 1, terminalStates: ['archived'] });
-    expect((await ok(`query($n: ID!) { stateMachine(name: $n) { ${MACHINE_FIELDS} } }`, { n: m })).stateMachine).toEqual(machine);
+    expect((await t.ok(`query($n: ID!) { stateMachine(name: $n) { ${MACHINE_FIELDS} } }`, { n: m })).stateMachine).toEqual(machine);
     // stored in Redis as version 1
     expect(await t.redis.hget(keys().machine(m), 'current')).toBe('1');
     expect(await t.redis.sismember(keys().machineNames(), m)).toBe(1);
@@ -113,14 +106,14 @@ describe('state machines', () => {
     const v2 = await define({ ...reviewMachine(m), transitions: [{ from: 'draft', to: ['published'] }] });
     expect(v2.version).toBe(2);
     expect(v2.terminalStates).toEqual(['review', 'published', 'archived']);
-    expect((await ok(`query($n: ID!) { stateMachine(name: $n) { version transitions { from to } } }`, { n: m })).stateMachine).toEqual({
+    expect((await t.ok(`query($n: ID!) { stateMachine(name: $n) { version transitions { from to } } }`, { n: m })).stateMachine).toEqual({
       version: 2,
       transitions: [{ from: 'draft', to: ['published'] }],
     });
     expect(await t.redis.hget(keys().machine(m), 'current')).toBe('2');
 
     // the old workflow still follows version 1 ...
-    const again = (await ok(GET, { id: old.id })).workflow;
+    const again = (await t.ok(GET, { id: old.id })).workflow;
     expect(again).toMatchObject({ machineVersion: 1, allowedTransitions: ['review'] });
     expect((await move({ id: old.id, to: 'review' })).state).toBe('review');
     // ... and a new one follows version 2
@@ -133,7 +126,7 @@ describe('state machines', () => {
   });
 
   it('answers null for an unknown machine', async () => {
-    expect((await ok(`query { stateMachine(name: "noSuchMachine") { name } }`)).stateMachine).toBeNull();
+    expect((await t.ok(`query { stateMachine(name: "noSuchMachine") { name } }`)).stateMachine).toBeNull();
   });
 
   it('lists every machine by name, the built-in order machine included', async () => {
@@ -141,7 +134,7 @@ describe('state machines', () => {
     const b = name('aa_first');
     await define(reviewMachine(a));
     await define(reviewMachine(b));
-    const machines: any[] = (await ok(`query { stateMachines { ${MACHINE_FIELDS} } }`)).stateMachines;
+    const machines: any[] = (await t.ok(`query { stateMachines { ${MACHINE_FIELDS} } }`)).stateMachines;
     const names = machines.map((x) => x.name);
     expect(names).toEqual([...names].sort());
     expect(names).toEqual(expect.arrayContaining([a, b, 'order']));
@@ -186,10 +179,10 @@ describe('workflows', () => {
     expect(Date.parse(wf.createdAt)).toBeLessThanOrEqual(Date.now() + 1000);
 
     // the same workflow reads back, and Redis holds it with its first history entry
-    expect((await ok(GET, { id })).workflow).toEqual(wf);
+    expect((await t.ok(GET, { id })).workflow).toEqual(wf);
     expect(await t.redis.hget(keys().workflow(id), 'state')).toBe('draft');
     expect(await t.redis.llen(keys().workflowHistory(id))).toBe(1);
-    const history = (await ok(HISTORY, { id })).workflow.history;
+    const history = (await t.ok(HISTORY, { id })).workflow.history;
     expect(history).toEqual({ entries: [{ from: null, to: 'draft', at: wf.createdAt, version: 1, metadata }], nextCursor: null });
   });
 
@@ -201,7 +194,7 @@ describe('workflows', () => {
     expect(a.id).toMatch(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/);
     expect(b.id).not.toBe(a.id);
     expect(a.metadata).toEqual({});
-    expect((await ok(GET, { id: a.id })).workflow).toEqual(a);
+    expect((await t.ok(GET, { id: a.id })).workflow).toEqual(a);
     expect(await t.redis.exists(keys().workflow(a.id), keys().workflow(b.id))).toBe(2);
   });
 
@@ -230,7 +223,7 @@ describe('workflows', () => {
     expect(archived).toMatchObject({ state: 'archived', version: 4, allowedTransitions: [], metadata: { a: 'x', b: { d: 2 }, keep: 'yes', e: [3] } });
 
     // history entries carry each transition's own metadata, not the merged result
-    const entries = (await ok(HISTORY, { id })).workflow.history.entries;
+    const entries = (await t.ok(HISTORY, { id })).workflow.history.entries;
     expect(entries.map((e: any) => [e.from, e.to, e.version, e.metadata])).toEqual([
       [null, 'draft', 1, { a: 1, b: { c: 1 }, keep: 'yes' }],
       ['draft', 'review', 2, { b: { d: 2 }, e: [3] }],
@@ -242,11 +235,11 @@ describe('workflows', () => {
 
     // and Redis agrees
     expect(await t.redis.hmget(keys().workflow(id), 'state', 'version')).toEqual(['archived', '4']);
-    expect((await ok(GET, { id })).workflow).toEqual(archived);
+    expect((await t.ok(GET, { id })).workflow).toEqual(archived);
   });
 
   it('answers null for an unknown workflow', async () => {
-    expect((await ok(GET, { id: uid('missing') })).workflow).toBeNull();
+    expect((await t.ok(GET, { id: uid('missing') })).workflow).toBeNull();
   });
 
   it('pages through history oldest first', async () => {
@@ -256,7 +249,7 @@ describe('workflows', () => {
     await start({ id, machine: m, metadata: { step: 0 } });
     for (let i = 1; i <= 6; i++) await move({ id, to: i % 2 ? 'b' : 'a', metadata: { step: i } });
 
-    const all = (await ok(HISTORY, { id })).workflow.history;
+    const all = (await t.ok(HISTORY, { id })).workflow.history;
     expect(all.nextCursor).toBeNull();
     expect(all.entries.map((e: any) => e.version)).toEqual([1, 2, 3, 4, 5, 6, 7]);
     expect(all.entries.map((e: any) => e.metadata.step)).toEqual([0, 1, 2, 3, 4, 5, 6]);
@@ -266,7 +259,7 @@ describe('workflows', () => {
     const pages: any[] = [];
     let after: string | null = null;
     do {
-      const page: any = (await ok(HISTORY, { id, first: 3, after })).workflow.history;
+      const page: any = (await t.ok(HISTORY, { id, first: 3, after })).workflow.history;
       pages.push(page);
       after = page.nextCursor;
     } while (after !== null && pages.length < 10);
@@ -275,7 +268,7 @@ describe('workflows', () => {
     expect(typeof pages[0].nextCursor).toBe('string');
 
     // a page size that divides the history exactly ends with a null cursor, not an empty page
-    const exact = (await ok(HISTORY, { id, first: 7 })).workflow.history;
+    const exact = (await t.ok(HISTORY, { id, first: 7 })).workflow.history;
     expect(exact.entries).toHaveLength(7);
     expect(exact.nextCursor).toBeNull();
   });
@@ -297,7 +290,7 @@ describe('listing workflows', () => {
     await move({ id: ids.m2[0], to: s });
 
     const list = async (vars: Record<string, unknown>) => {
-      const page = (await ok(LIST, vars)).workflows;
+      const page = (await t.ok(LIST, vars)).workflows;
       expect(page.nextCursor).toBeNull();
       return page.items;
     };
@@ -326,19 +319,19 @@ describe('listing workflows', () => {
       started.push(await start({ id: `w${i}-${uid('')}`, machine: m }));
     }
     const ids = started.map((w) => w.id);
-    let items = (await ok(LIST, { machine: m })).workflows.items;
+    let items = (await t.ok(LIST, { machine: m })).workflows.items;
     expect(items.map((w: any) => w.id)).toEqual([...ids].reverse());
 
     // moving the oldest makes it the newest
     await clockPast(started[3].updatedAt);
     await move({ id: ids[0], to: 'review' });
-    items = (await ok(LIST, { machine: m })).workflows.items;
+    items = (await t.ok(LIST, { machine: m })).workflows.items;
     expect(items.map((w: any) => w.id)).toEqual([ids[0], ids[3], ids[2], ids[1]]);
     const times = items.map((w: any) => Date.parse(w.updatedAt));
     expect(times).toEqual([...times].sort((a, b) => b - a));
     // a workflow appears once, under its new state only
-    expect((await ok(LIST, { machine: m, state: 'draft' })).workflows.items.map((w: any) => w.id)).toEqual([ids[3], ids[2], ids[1]]);
-    expect((await ok(LIST, { machine: m, state: 'review' })).workflows.items.map((w: any) => w.id)).toEqual([ids[0]]);
+    expect((await t.ok(LIST, { machine: m, state: 'draft' })).workflows.items.map((w: any) => w.id)).toEqual([ids[3], ids[2], ids[1]]);
+    expect((await t.ok(LIST, { machine: m, state: 'review' })).workflows.items.map((w: any) => w.id)).toEqual([ids[0]]);
   });
 
   it('pages with nextCursor until it is null, with and without filters', async () => {
@@ -353,7 +346,7 @@ describe('listing workflows', () => {
       [{ machine: m, state: 'review' }, 5],
       [{ machine: m, state: 'draft' }, 2],
     ] as const) {
-      const full = (await ok(LIST, { ...vars, first: 100 })).workflows;
+      const full = (await t.ok(LIST, { ...vars, first: 100 })).workflows;
       expect(full.items).toHaveLength(count);
       expect(full.nextCursor).toBeNull();
       const pages = await allPages(vars, 2);
@@ -366,9 +359,9 @@ describe('listing workflows', () => {
     const many = name('many');
     await define(reviewMachine(many));
     for (let i = 0; i < 21; i++) await start({ machine: many });
-    const first = (await ok(LIST, { machine: many })).workflows;
+    const first = (await t.ok(LIST, { machine: many })).workflows;
     expect(first.items).toHaveLength(20);
-    const rest = (await ok(LIST, { machine: many, after: first.nextCursor })).workflows;
+    const rest = (await t.ok(LIST, { machine: many, after: first.nextCursor })).workflows;
     expect(rest.items).toHaveLength(1);
     expect(rest.nextCursor).toBeNull();
     expect(new Set([...first.items, ...rest.items].map((w: any) => w.id)).size).toBe(21);
