@@ -12,6 +12,7 @@ import WebSocket from 'ws';
 import { Redis } from 'ioredis';
 import { freePort, startPrivateRedis } from '../setup/private-redis.js';
 import { createTestEngine, redisUrl, uniqueTenant } from '../setup/helpers.js';
+import { redisServersIn } from '../setup/processes.js';
 import { createServer } from '../../src/server.js';
 import { resolveRedis, RedisUnavailableError } from '../../src/redis/connect.js';
 import { openSubscription, postGraphQL, TEST_JWT_SECRET, testConfig, testToken, uid } from './harness.js';
@@ -162,7 +163,11 @@ describe('finding Redis', () => {
 
   it('starts a private redis-server with an append-only file when none answers, and stops it on SIGTERM', async () => {
     const dataDir = mkdtempSync(path.join(os.tmpdir(), 'atomflow-data-'));
-    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    cleanups.push(() => {
+      // a failed run (the server killed before it could stop it) must not leave its Redis behind
+      for (const pid of redisServersIn(dataDir)) process.kill(pid, 'SIGKILL');
+      rmSync(dataDir, { recursive: true, force: true });
+    });
     const closed = `redis://127.0.0.1:${await freePort()}`;
     const { child, url, output, token } = await startMain({ LOCAL_REDIS_URL: closed, DATA_DIR: dataDir, PORT: '0', WORKER_ENABLED: 'false' });
     expect(output()).toContain('started a private redis-server');
