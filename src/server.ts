@@ -19,8 +19,8 @@ import { Engine } from './app/engine.js';
 import { authenticatedContext, DEFAULT_TENANT, type GraphQLContext } from './graphql/context.js';
 import { formatGraphQLError } from './graphql/errors.js';
 import { createJitExecution } from './graphql/executor.js';
-import { observeOperations, REQUEST_ID_HEADER } from './graphql/observe.js';
-import { checkDocumentShape, checkLimits, PARSE_OPTIONS } from './graphql/limits.js';
+import { REQUEST_ID_HEADER } from './graphql/observe.js';
+import { checkDocumentShape, createOperationLimits, PARSE_OPTIONS } from './graphql/limits.js';
 import { attachWebSocket } from './graphql/websocket.js';
 import { createAuthenticator, type Authenticator } from './auth/tokens.js';
 import { RateLimiter, rateLimited } from './auth/rate-limit.js';
@@ -33,7 +33,7 @@ import { createSubscriptionSharing, type SubscriptionSharing } from './events/sh
 import { addRedisGauges, addSubscriptionGauges, openSockets, redisGauges, registry } from './metrics.js';
 import { resolveRedis } from './redis/connect.js';
 import { redisTrouble } from './redis/replies.js';
-import { rejectSubscriptionsOverHttp, serviceUnavailableStatus } from './graphql/http-plugins.js';
+import { httpRequestPlugin } from './graphql/http-plugins.js';
 import { loadFunctions } from './redis/functions.js';
 import { StartupError } from './startup.js';
 import { createWebUi } from './webui.js';
@@ -163,6 +163,7 @@ async function startServer(config: Config, options: ServerOptions, release: (() 
     },
   });
 
+  const operationLimits = createOperationLimits(schema, config.limits);
   const subscriptions = attachWebSocket(httpServer, { schema, engine, events, sharing, auth, limiter, config, log, errorFormat, prepareTenant });
 
   const apollo = new ApolloServer<GraphQLContext>({
@@ -179,21 +180,8 @@ async function startServer(config: Config, options: ServerOptions, release: (() 
       ApolloServerPluginDrainHttpServer({ httpServer }),
       // GET /graphql from a browser is the bundled playground (src/webui.ts), not Apollo's CDN page
       ApolloServerPluginLandingPageDisabled(),
-      observeOperations(log),
-      rejectSubscriptionsOverHttp(GRAPHQL_PATH),
-      serviceUnavailableStatus(),
-      {
-        // the same limits as over WebSocket, once the operation is validated (large documents had
-        // their shape checked before: see the context function)
-        async requestDidStart() {
-          return {
-            async didResolveOperation({ request, document }) {
-              const tooComplex = checkLimits(schema, document, request.operationName, request.variables, config.limits);
-              if (tooComplex) throw tooComplex;
-            },
-          };
-        },
-      },
+      // subscriptions over HTTP refused, the limits, the 503 mapping, metrics and the request log
+      httpRequestPlugin({ wsPath: GRAPHQL_PATH, log, checkLimits: (document, name, variables) => operationLimits.check(document, name, variables) }),
       {
         async serverWillStart() {
           return {

@@ -14,6 +14,8 @@ import {
   getOperationAST,
   isLeafType,
   parse,
+  visit,
+  type ASTNode,
   type DocumentNode,
   type FragmentDefinitionNode,
   type GraphQLSchema,
@@ -164,4 +166,51 @@ export function checkLimits(
     return tooComplex(`query cost ${cost} exceeds the limit of ${limits.maxCost} (MAX_QUERY_COST)`, { cost, limit: limits.maxCost });
   }
   return null;
+}
+
+/** Passing results kept per document (one per operation name and cost-relevant variable values). */
+const MAX_PASSES_PER_DOCUMENT = 64;
+
+/**
+ * The variables an operation's cost can depend on: those in a `first` argument (pageEstimator) or in
+ * a directive (@skip/@include drop fields). Everything else about the cost is fixed by the document.
+ */
+function costVariables(document: DocumentNode): string[] {
+  const names = new Set<string>();
+  const collect = (node: ASTNode) => visit(node, { Variable: (v) => void names.add(v.name.value) });
+  visit(document, {
+    Directive: (node) => void collect(node),
+    Argument: (node) => void (node.name.value === 'first' && collect(node.value)),
+  });
+  return [...names].sort();
+}
+
+export interface OperationLimits {
+  /** checkLimits for this schema and these limits, remembering which operations passed. */
+  check(document: DocumentNode, operationName: string | null | undefined, variables: Record<string, unknown> | null | undefined): GraphQLError | null;
+}
+
+/**
+ * checkLimits with memory: the same document (Apollo's document store and the WebSocket parse cache
+ * hand back one DocumentNode per query text) with the same values of the variables its cost depends
+ * on has the same cost, so a pass is remembered and the analysis (tens of µs, more than the rest of
+ * a small request's GraphQL work) runs once per distinct operation rather than once per request.
+ * Refusals are not remembered: they are computed again, so each carries its own error.
+ */
+export function createOperationLimits(schema: GraphQLSchema, limits: QueryLimits): OperationLimits {
+  const passes = new WeakMap<DocumentNode, { variables: string[]; passed: Set<string> }>();
+  return {
+    check(document, operationName, variables) {
+      let known = passes.get(document);
+      if (!known) passes.set(document, (known = { variables: costVariables(document), passed: new Set() }));
+      const key = JSON.stringify([operationName ?? null, ...known.variables.map((name) => variables?.[name] ?? null)]);
+      if (known.passed.has(key)) return null;
+      const refused = checkLimits(schema, document, operationName, variables, limits);
+      if (!refused) {
+        if (known.passed.size >= MAX_PASSES_PER_DOCUMENT) known.passed.clear();
+        known.passed.add(key);
+      }
+      return refused;
+    },
+  };
 }

@@ -25,7 +25,7 @@ import { rateLimited, type RateLimiter } from '../auth/rate-limit.js';
 import { originAllowed } from '../auth/origins.js';
 import { createContext, type GraphQLContext } from './context.js';
 import { clipMessage, formatGraphQLError, type ErrorFormatOptions } from './errors.js';
-import { checkLimits, checkShape, PARSE_OPTIONS } from './limits.js';
+import { checkShape, createOperationLimits, PARSE_OPTIONS } from './limits.js';
 
 export const GRAPHQL_WS_PATH = '/graphql';
 /** The same bound as an HTTP body (src/server.ts). */
@@ -52,6 +52,7 @@ export interface WebSocketDeps {
 
 export function attachWebSocket(httpServer: Server, deps: WebSocketDeps): { dispose(): Promise<void> } {
   const { schema, engine, events, sharing, auth, limiter, config, log, errorFormat } = deps;
+  const operationLimits = createOperationLimits(schema, config.limits);
   const wsServer = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES });
   let upgrading = 0;
   httpServer.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -144,11 +145,9 @@ export function attachWebSocket(httpServer: Server, deps: WebSocketDeps): { disp
           if (invalid.length) return invalid.map((e) => withCode(e, 'GRAPHQL_VALIDATION_FAILED'));
           if (documents.size >= MAX_CACHED_DOCUMENTS) documents.delete(documents.keys().next().value!);
           documents.set(payload.query, document);
-        } else {
-          const badShape = checkShape(document, payload.operationName, config.limits);
-          if (badShape) return [badShape];
         }
-        const tooComplex = checkLimits(schema, document, payload.operationName, payload.variables, config.limits);
+        // the shape again (another operation of a cached document may be chosen), then the cost
+        const tooComplex = operationLimits.check(document, payload.operationName, payload.variables);
         if (tooComplex) return [tooComplex];
         return {
           schema,

@@ -115,6 +115,20 @@ describe('cost, depth, aliases and root fields', () => {
     expect((await t.gql(query, { n: 5 })).errors).toBeUndefined();
   });
 
+  it('a document that passed is checked again when a variable that sets its cost changes (HTTP and WebSocket)', async () => {
+    // passes are remembered per document, so the order matters here: small values first, then large
+    const paged = `query($n: Int) { account(id: "alice") { orders(first: $n) { items { workflow { history(first: $n) { entries { to } } } } } } }`;
+    const skipped = `query($deep: Boolean!) { account(id: "alice") { id orders(first: 100) @include(if: $deep) { items { workflow { history(first: 100) { entries { to } } } } } } }`;
+    const socket = await ws(t);
+    for (const run of [(q: string, v: Record<string, unknown>) => t.gql(q, v), (q: string, v: Record<string, unknown>) => socket.run(q, v)]) {
+      expect((await run(paged, { n: 5 })).errors).toBeUndefined();
+      expect(codes(await run(paged, { n: 100 }))).toEqual(['QUERY_TOO_COMPLEX']);
+      expect((await run(paged, { n: 5 })).errors).toBeUndefined();
+      expect((await run(skipped, { deep: false })).errors).toBeUndefined();
+      expect(codes(await run(skipped, { deep: true }))).toEqual(['QUERY_TOO_COMPLEX']);
+    }
+  });
+
   it('refuses too deep, too many aliases and too many root fields, the same over HTTP and WebSocket', async () => {
     const s = await server({ maxDepth: 3, maxAliases: 2, maxRootFields: 3 });
     const socket = await ws(s);
