@@ -1,46 +1,60 @@
 /**
- * Apollo plugins for GraphQL over HTTP (WebSocket subscriptions do not pass through Apollo):
+ * The one Apollo request plugin of GraphQL over HTTP (WebSocket subscriptions do not pass through
+ * Apollo). One plugin rather than one per concern: Apollo awaits every plugin's hooks at every stage
+ * of every request, and each costs promises and microtask turns. Per request, in order:
  *   - a subscription operation sent over HTTP is a BAD_REQUEST (HTTP 400) that says where
  *     subscriptions are served, instead of reaching a resolver that cannot answer it;
  *   - a response whose errors include SERVICE_UNAVAILABLE (Redis unreachable, loading, out of
  *     memory) answers HTTP 503 when the client takes `application/graphql-response+json`, the media
- *     type whose status codes carry meaning (GraphQL over HTTP); with `application/json` it stays 200.
+ *     type whose status codes carry meaning (GraphQL over HTTP); with `application/json` it stays 200;
+ *   - the operation limits (src/graphql/limits.ts) once the operation is validated;
+ *   - the request's metrics and log line (src/graphql/observe.ts), once its status is final.
  */
-import type { ApolloServerPlugin } from '@apollo/server';
-import { GraphQLError } from 'graphql';
+import type { ApolloServerPlugin, GraphQLRequestContextWillSendResponse } from '@apollo/server';
+import { GraphQLError, type DocumentNode } from 'graphql';
 import { SERVICE_UNAVAILABLE } from './errors.js';
+import type { GraphQLContext } from './context.js';
+import { observeRequest } from './observe.js';
+import type { Log } from '../log.js';
 
 export const GRAPHQL_RESPONSE_JSON = 'application/graphql-response+json';
 
-export function rejectSubscriptionsOverHttp<C extends object>(wsPath: string): ApolloServerPlugin<C> {
+export interface HttpRequestPluginOptions {
+  /** Where subscriptions are served (named in the error a subscription over HTTP gets). */
+  wsPath: string;
+  log: Log;
+  /** QUERY_TOO_COMPLEX for an operation over the limits, else null. */
+  checkLimits(document: DocumentNode, operationName: string | null | undefined, variables: Record<string, unknown> | undefined): GraphQLError | null;
+}
+
+export function httpRequestPlugin(options: HttpRequestPluginOptions): ApolloServerPlugin<GraphQLContext> {
   return {
-    async requestDidStart() {
+    async requestDidStart(start) {
+      const observation = observeRequest(options.log, start);
       return {
-        async didResolveOperation({ operation }) {
-          if (operation?.operation !== 'subscription') return;
-          throw new GraphQLError(
-            `subscriptions are served over WebSocket (graphql-ws protocol) at ${wsPath}, not over HTTP`,
-            { extensions: { code: 'BAD_REQUEST', http: { status: 400 } } },
-          );
+        async didResolveOperation({ operation, document, request }) {
+          if (operation?.operation === 'subscription') {
+            throw new GraphQLError(`subscriptions are served over WebSocket (graphql-ws protocol) at ${options.wsPath}, not over HTTP`, {
+              extensions: { code: 'BAD_REQUEST', http: { status: 400 } },
+            });
+          }
+          const tooComplex = options.checkLimits(document, request.operationName, request.variables);
+          if (tooComplex) throw tooComplex;
+        },
+        async willSendResponse(rc) {
+          setServiceUnavailableStatus(rc);
+          observation.end(rc);
         },
       };
     },
   };
 }
 
-export function serviceUnavailableStatus<C extends object>(): ApolloServerPlugin<C> {
-  return {
-    async requestDidStart() {
-      return {
-        async willSendResponse({ request, response }) {
-          if (response.body.kind !== 'single') return;
-          const errors = response.body.singleResult.errors ?? [];
-          if (!errors.some((e) => e.extensions?.code === SERVICE_UNAVAILABLE)) return;
-          if (prefersGraphQLResponseJson(request.http?.headers.get('accept'))) response.http.status = 503;
-        },
-      };
-    },
-  };
+function setServiceUnavailableStatus({ request, response }: GraphQLRequestContextWillSendResponse<GraphQLContext>): void {
+  if (response.body.kind !== 'single') return;
+  const errors = response.body.singleResult.errors ?? [];
+  if (!errors.some((e) => e.extensions?.code === SERVICE_UNAVAILABLE)) return;
+  if (prefersGraphQLResponseJson(request.http?.headers.get('accept'))) response.http.status = 503;
 }
 
 /**

@@ -1,10 +1,11 @@
 /**
- * One Apollo plugin for what an operator watches over HTTP: the operation's duration into
+ * What an operator watches over HTTP, per request (called by the one request plugin in
+ * src/graphql/http-plugins.ts, after the response status is final): the operation's duration into
  * atomflow_graphql_operation_duration_seconds (by type and bounded name), its error codes into
  * atomflow_graphql_errors_total, and one log line per request (request id, operation, duration,
  * status, error codes).
  */
-import type { ApolloServerPlugin } from '@apollo/server';
+import type { GraphQLRequestContext, GraphQLRequestContextWillSendResponse } from '@apollo/server';
 import type { GraphQLContext } from './context.js';
 import type { Log } from '../log.js';
 import { graphqlErrors, graphqlOperationDuration, operationLabel } from '../metrics.js';
@@ -12,33 +13,34 @@ import { graphqlErrors, graphqlOperationDuration, operationLabel } from '../metr
 /** The header handleHttp sets on each request (and on its response). */
 export const REQUEST_ID_HEADER = 'x-request-id';
 
-export function observeOperations(log: Log): ApolloServerPlugin<GraphQLContext> {
+export interface Observation {
+  /** Records the finished request: duration, error codes, one log line. */
+  end(rc: GraphQLRequestContextWillSendResponse<GraphQLContext>): void;
+}
+
+export function observeRequest(log: Log, start: GraphQLRequestContext<GraphQLContext>): Observation {
+  const started = performance.now();
+  const requestId = start.request.http?.headers.get(REQUEST_ID_HEADER) ?? null;
   return {
-    async requestDidStart(start) {
-      const started = performance.now();
-      const requestId = start.request.http?.headers.get(REQUEST_ID_HEADER) ?? null;
-      return {
-        async willSendResponse(rc) {
-          const seconds = (performance.now() - started) / 1000;
-          const type = rc.operation?.operation ?? 'unknown';
-          const name = rc.operationName ?? rc.request.operationName ?? null;
-          graphqlOperationDuration.observe({ type, name: operationLabel(name) }, seconds);
-          const body = rc.response.body;
-          const errors = body.kind === 'single' ? (body.singleResult.errors ?? []) : [];
-          const codes = [...new Set(errors.map((e) => String(e.extensions?.code ?? 'INTERNAL_SERVER_ERROR')))];
-          for (const e of errors) graphqlErrors.inc({ code: String(e.extensions?.code ?? 'INTERNAL_SERVER_ERROR') });
-          log(`${type} ${name ?? '(anonymous)'} ${codes.length ? codes.join(',') : 'ok'}`, {
-            msgType: 'request',
-            requestId,
-            operationType: type,
-            operationName: name,
-            durationMs: Math.round(seconds * 100_000) / 100,
-            status: rc.response.http.status ?? 200,
-            errorCode: codes[0] ?? null,
-            ...(codes.length > 1 ? { errorCodes: codes } : {}),
-          });
-        },
-      };
+    end(rc) {
+      const seconds = (performance.now() - started) / 1000;
+      const type = rc.operation?.operation ?? 'unknown';
+      const name = rc.operationName ?? rc.request.operationName ?? null;
+      graphqlOperationDuration.observe({ type, name: operationLabel(name) }, seconds);
+      const body = rc.response.body;
+      const errors = body.kind === 'single' ? (body.singleResult.errors ?? []) : [];
+      const codes = [...new Set(errors.map((e) => String(e.extensions?.code ?? 'INTERNAL_SERVER_ERROR')))];
+      for (const e of errors) graphqlErrors.inc({ code: String(e.extensions?.code ?? 'INTERNAL_SERVER_ERROR') });
+      log(`${type} ${name ?? '(anonymous)'} ${codes.length ? codes.join(',') : 'ok'}`, {
+        msgType: 'request',
+        requestId,
+        operationType: type,
+        operationName: name,
+        durationMs: Math.round(seconds * 100_000) / 100,
+        status: rc.response.http.status ?? 200,
+        errorCode: codes[0] ?? null,
+        ...(codes.length > 1 ? { errorCodes: codes } : {}),
+      });
     },
   };
 }

@@ -93,10 +93,11 @@ describe('Redis out of memory', () => {
 });
 
 describe('Redis unreachable', () => {
-  it('answers SERVICE_UNAVAILABLE, retryable, 503 for graphql-response+json clients', async () => {
+  it('answers SERVICE_UNAVAILABLE, retryable, 503 for graphql-response+json clients, and logs the 503 it sent', async () => {
     const own = await startPrivateRedis();
     cleanups.push(() => own.stop());
-    const server = await createServer(testConfig({ redisUrl: own.url }));
+    const logged: { message: string; fields?: Record<string, unknown> }[] = [];
+    const server = await createServer(testConfig({ redisUrl: own.url }), { log: (message, fields) => logged.push({ message, fields }) });
     cleanups.push(() => server.stop());
     await own.stop();
 
@@ -107,6 +108,12 @@ describe('Redis unreachable', () => {
     const read = await post(server.url, '{ product(id: "bolt") { stock } }', GRAPHQL_RESPONSE);
     expect(read.status).toBe(503);
     expect(read.body.errors[0].extensions).toEqual({ code: 'SERVICE_UNAVAILABLE', retryable: true });
+    // the request log shows the status the client got, not the one before the 503 mapping
+    const requests = logged.filter((l) => l.fields?.msgType === 'request');
+    expect(requests.map((l) => [l.fields!.errorCode, l.fields!.status])).toEqual([
+      ['SERVICE_UNAVAILABLE', 503],
+      ['SERVICE_UNAVAILABLE', 503],
+    ]);
   });
 });
 
