@@ -24,6 +24,8 @@ export interface Config {
   subscriptionMaxQueuedBytes: number;
   /** Identical subscriptions share one execution per event (SUBSCRIPTION_SHARING). */
   subscriptionSharing: boolean;
+  /** Run validated JSON POST operations without Apollo's request pipeline (src/graphql/direct-execution.ts). */
+  httpDirectExecution: boolean;
   /** IDEMPOTENCY_TTL: how long a requestId is remembered, in ms. */
   idempotencyTtlMs: number;
   /** RETENTION_SETTLED: settled schedule entries and saga records expire after this, in ms. */
@@ -176,6 +178,7 @@ export function readConfig(env: Env = process.env): Config {
     streamMaxLen: integer(env, 'EVENT_STREAM_MAXLEN', 100_000, 1, 1_000_000_000),
     subscriptionMaxQueuedBytes: integer(env, 'SUBSCRIPTION_MAX_QUEUED_BYTES', 1024 * 1024, 1024, 1024 * 1024 * 1024),
     subscriptionSharing: boolean(env, 'SUBSCRIPTION_SHARING', true),
+    httpDirectExecution: boolean(env, 'HTTP_DIRECT_EXECUTION', true),
     idempotencyTtlMs: duration(env, 'IDEMPOTENCY_TTL', 24 * 3_600_000, false),
     retentionSettledMs: duration(env, 'RETENTION_SETTLED', 7 * 86_400_000, false),
     retentionTerminalMs: duration(env, 'RETENTION_TERMINAL', 0, true),

@@ -11,6 +11,7 @@ import { randomUUID } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ApolloServer, HeaderMap, type HTTPGraphQLRequest, type HTTPGraphQLResponse } from '@apollo/server';
+import type { GraphQLFormattedError } from 'graphql';
 import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { Redis } from 'ioredis';
@@ -19,6 +20,7 @@ import { Engine } from './app/engine.js';
 import { authenticatedContext, DEFAULT_TENANT, type GraphQLContext } from './graphql/context.js';
 import { formatGraphQLError } from './graphql/errors.js';
 import { createJitExecution } from './graphql/executor.js';
+import { createDirectExecution } from './graphql/direct-execution.js';
 import { REQUEST_ID_HEADER } from './graphql/observe.js';
 import { checkDocumentShape, createOperationLimits, PARSE_OPTIONS } from './graphql/limits.js';
 import { attachWebSocket } from './graphql/websocket.js';
@@ -166,15 +168,19 @@ async function startServer(config: Config, options: ServerOptions, release: (() 
   const operationLimits = createOperationLimits(schema, config.limits);
   const subscriptions = attachWebSocket(httpServer, { schema, engine, events, sharing, auth, limiter, config, log, errorFormat, prepareTenant });
 
+  const jit = createJitExecution(schema);
+  const formatError = (formatted: GraphQLFormattedError, error: unknown) => formatGraphQLError(formatted, error, errorFormat);
+  // validated JSON POST operations skip Apollo's request pipeline; Apollo answers everything else
+  const direct = config.httpDirectExecution ? createDirectExecution({ schema, jit, limits: operationLimits, introspection: config.introspection, formatError, log }) : null;
   const apollo = new ApolloServer<GraphQLContext>({
     // graphql-jit executes the schema, behind Apollo's gateway interface (src/graphql/executor.ts)
-    gateway: createJitExecution(schema).gateway,
+    gateway: jit.gateway,
     includeStacktraceInErrorResponses: false,
     introspection: config.introspection,
     parseOptions: PARSE_OPTIONS,
     // src/main.ts owns SIGTERM/SIGINT and stops everything in order (worker, HTTP, sockets, Redis)
     stopOnTerminationSignals: false,
-    formatError: (formatted, error) => formatGraphQLError(formatted, error, errorFormat),
+    formatError,
     plugins: [
       ApolloServerPluginCacheControlDisabled(),
       ApolloServerPluginDrainHttpServer({ httpServer }),
@@ -186,6 +192,7 @@ async function startServer(config: Config, options: ServerOptions, release: (() 
         async serverWillStart() {
           return {
             async drainServer() {
+              direct?.stop();
               await subscriptions.dispose(); // closes every socket with 1001 Going Away
             },
           };
@@ -259,7 +266,7 @@ async function startServer(config: Config, options: ServerOptions, release: (() 
       if (tooComplex) throw tooComplex;
       return prepareTenant(ctx).catch(failOpenOnRedisTrouble(ctx));
     };
-    const response = await apollo.executeHTTPGraphQLRequest({ httpGraphQLRequest, context });
+    const response = (await runDirectly(httpGraphQLRequest, requestId, context)) ?? (await apollo.executeHTTPGraphQLRequest({ httpGraphQLRequest, context }));
     for (const [name, value] of response.headers) res.setHeader(name, value);
     res.statusCode = graphqlOverHttpStatus(response);
     if (response.body.kind === 'complete') {
@@ -268,6 +275,23 @@ async function startServer(config: Config, options: ServerOptions, release: (() 
     }
     for await (const chunk of response.body.asyncIterator) res.write(chunk);
     res.end();
+  }
+
+  /**
+   * The response of direct execution, or null for Apollo to answer (then `context` answers what it
+   * answered here, so the rate limit is not taken twice and a failure is reported by Apollo).
+   */
+  async function runDirectly(request: HTTPGraphQLRequest, requestId: string, context: () => Promise<GraphQLContext>): Promise<HTTPGraphQLResponse | null> {
+    const taken = direct?.take(request, requestId);
+    if (!taken) return null;
+    const made = context();
+    let ctx: GraphQLContext;
+    try {
+      ctx = await made;
+    } catch {
+      return apollo.executeHTTPGraphQLRequest({ httpGraphQLRequest: request, context: () => made });
+    }
+    return (await direct!.run(taken, ctx)) ?? apollo.executeHTTPGraphQLRequest({ httpGraphQLRequest: request, context: async () => ctx });
   }
 
   httpServer.on('request', (req, res) => {

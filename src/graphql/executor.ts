@@ -49,6 +49,11 @@ function toGraphQLJsError(error: GraphQLError): GraphQLError {
 export interface JitExecution {
   /** Pass as `gateway` (instead of `schema`) to `new ApolloServer`. */
   gateway: Gateway;
+  /**
+   * Runs a validated operation through its compiled function; null when it did not execute (no
+   * compiled function for it, or its variables failed coercion), so graphql-js must report it.
+   */
+  run(document: DocumentNode, operationName: string | undefined, context: unknown, variables: Record<string, unknown>): Promise<ExecutionResult | null>;
 }
 
 export function createJitExecution(schema: GraphQLSchema): JitExecution {
@@ -68,18 +73,21 @@ export function createJitExecution(schema: GraphQLSchema): JitExecution {
     return query;
   }
 
+  async function run(document: DocumentNode, operationName: string | undefined, context: unknown, variables: Record<string, unknown>): Promise<ExecutionResult | null> {
+    const query = compiled(document, operationName);
+    if (!query) return null;
+    const result = await query.query(undefined, context, variables);
+    // no data at all: the compiled function stopped before executing (variable coercion)
+    if (!('data' in result)) return null;
+    return result.errors ? { data: result.data, errors: result.errors.map(toGraphQLJsError) } : result;
+  }
+
   const executor: GatewayExecutor = async (requestContext) => {
     const { document, operation, context } = requestContext;
     const variables = requestContext.request.variables ?? {};
     const operationName = requestContext.request.operationName ?? undefined;
-    const viaGraphqlJs = () => execute({ schema, document, contextValue: context, variableValues: variables, operationName }) as Promise<ExecutionResult>;
-
-    const query = operation ? compiled(document, operationName) : null;
-    if (!query) return viaGraphqlJs();
-    const result = await query.query(undefined, context, variables);
-    // no data at all: the compiled function stopped before executing (variable coercion)
-    if (!('data' in result)) return viaGraphqlJs();
-    return result.errors ? { data: result.data, errors: result.errors.map(toGraphQLJsError) } : result;
+    const result = operation ? await run(document, operationName, context, variables) : null;
+    return result ?? ((await execute({ schema, document, contextValue: context, variableValues: variables, operationName })) as ExecutionResult);
   };
 
   const gateway: Gateway = {
@@ -92,7 +100,7 @@ export function createJitExecution(schema: GraphQLSchema): JitExecution {
     },
     async stop() {},
   };
-  return { gateway };
+  return { gateway, run };
 }
 
 /**

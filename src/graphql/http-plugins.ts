@@ -14,7 +14,7 @@ import type { ApolloServerPlugin, GraphQLRequestContextWillSendResponse } from '
 import { GraphQLError, type DocumentNode } from 'graphql';
 import { SERVICE_UNAVAILABLE } from './errors.js';
 import type { GraphQLContext } from './context.js';
-import { observeRequest } from './observe.js';
+import { apolloOutcome, observeRequest, REQUEST_ID_HEADER } from './observe.js';
 import type { Log } from '../log.js';
 
 export const GRAPHQL_RESPONSE_JSON = 'application/graphql-response+json';
@@ -30,7 +30,7 @@ export interface HttpRequestPluginOptions {
 export function httpRequestPlugin(options: HttpRequestPluginOptions): ApolloServerPlugin<GraphQLContext> {
   return {
     async requestDidStart(start) {
-      const observation = observeRequest(options.log, start);
+      const observation = observeRequest(options.log, start.request.http?.headers.get(REQUEST_ID_HEADER) ?? null);
       return {
         async didResolveOperation({ operation, document, request }) {
           if (operation?.operation === 'subscription') {
@@ -43,7 +43,7 @@ export function httpRequestPlugin(options: HttpRequestPluginOptions): ApolloServ
         },
         async willSendResponse(rc) {
           setServiceUnavailableStatus(rc);
-          observation.end(rc);
+          observation.end(apolloOutcome(rc));
         },
       };
     },
@@ -52,9 +52,12 @@ export function httpRequestPlugin(options: HttpRequestPluginOptions): ApolloServ
 
 function setServiceUnavailableStatus({ request, response }: GraphQLRequestContextWillSendResponse<GraphQLContext>): void {
   if (response.body.kind !== 'single') return;
-  const errors = response.body.singleResult.errors ?? [];
-  if (!errors.some((e) => e.extensions?.code === SERVICE_UNAVAILABLE)) return;
-  if (prefersGraphQLResponseJson(request.http?.headers.get('accept'))) response.http.status = 503;
+  if (answersServiceUnavailable(response.body.singleResult.errors, request.http?.headers.get('accept'))) response.http.status = 503;
+}
+
+/** Whether a response with these errors answers 503 (SERVICE_UNAVAILABLE, to a graphql-response+json client). */
+export function answersServiceUnavailable(errors: readonly { extensions?: Record<string, unknown> }[] | undefined, accept: string | undefined): boolean {
+  return !!errors?.some((e) => e.extensions?.code === SERVICE_UNAVAILABLE) && prefersGraphQLResponseJson(accept);
 }
 
 /**
