@@ -215,7 +215,7 @@ register('order_process', function(keys, args)
     'unitPriceCents', fmt_int(unit_price), 'totalCents', fmt_int(total), 'accountSeq', fmt_int(seq),
   }
   local wf = create_workflow(k, ctx, id, ORDER_MACHINE, machine, 'order', {}, extra, now_ms())
-  redis.call('ZADD', orders_key, 0, account_order_member(seq, id))
+  redis.call('ZADD', orders_key, '0', account_order_member(seq, id))
   emit_order_event(k, ctx, 'ORDER_CONFIRMED', wf)
   return workflow_reply(wf, entry_targets(machine.entry))
 end)

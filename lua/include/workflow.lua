@@ -6,6 +6,7 @@
 -- exact text it arrived with (cjson would turn [] into {} and round long numbers). A workflow keeps
 -- each top-level entry as hash field 'm:' .. keyJsonText.
 local function parse_metadata_pairs(text)
+  if text == '[]' then return {} end   -- most calls: no metadata, nothing to decode
   local pairs_list = decode_json(text, 'metadata')
   if type(pairs_list) ~= 'table' then reject('BAD_USER_INPUT', 'metadata must be a JSON object') end
   local seen = {}
@@ -31,6 +32,7 @@ local function metadata_size(pairs_list)
 end
 
 local function metadata_text(pairs_list)
+  if #pairs_list == 0 then return '{}' end
   local parts = {}
   for i, pair in ipairs(pairs_list) do parts[i] = pair[1] .. ':' .. pair[2] end
   return '{' .. table.concat(parts, ',') .. '}'
@@ -42,12 +44,15 @@ local function check_metadata_size(pairs_list, what)
   end
 end
 
+local function pair_key_less(a, b) return a[1] < b[1] end
+
 local function stored_metadata(wf)
   local list = {}
   for field, value in pairs(wf) do
-    if field:sub(1, 2) == 'm:' then list[#list + 1] = { field:sub(3), value } end
+    -- 'm:' compared by bytes: a substring per field would be a string to allocate and collect
+    if field:byte(1) == 109 and field:byte(2) == 58 then list[#list + 1] = { field:sub(3), value } end
   end
-  table.sort(list, function(a, b) return a[1] < b[1] end)
+  if #list > 1 then table.sort(list, pair_key_less) end
   return list
 end
 
@@ -68,10 +73,12 @@ end
 -- terminalStates }.
 --
 -- Beside each 'v<N>' the hash holds that version compiled, so that starting, moving and reading a
--- workflow decode no JSON: 'name' (the machine's name), 'i<N>' ('<initialState> <entry>') and one
--- field 's<N>:<state>' = <entry> per state, where an entry is 'T' (terminal) or '-', then the JSON
--- list of the states it may move to. A version stored without them (by an atomflow before these
--- fields) is compiled from its JSON when read; the write functions then store its fields.
+-- workflow decode no JSON: one field 's<N>:<state>' = <entry> per state, where an entry is 'T'
+-- (terminal) or '-', then the JSON list of the states it may move to; 'name' (the machine's name);
+-- and 'start' ('<N> <initialState> <entry>') for the current version N, so that one HMGET of
+-- 'current', 'name' and 'start' is all a start reads. A version stored without them (by an atomflow
+-- before these fields; its 'start' then names another version than 'current') is compiled from its
+-- JSON when read; the write functions then store its fields.
 
 local function load_machine(machine_key, version)
   local v = version or redis.call('HGET', machine_key, 'current')
@@ -101,10 +108,13 @@ local function compile_machine(definition)
   return { name = definition.name, version = fmt_int(definition.version), initial = definition.initialState, entries = entries }
 end
 
--- HSET arguments storing a compiled version.
-local function compiled_fields(compiled)
+-- HSET arguments storing a compiled version (and 'start' when `current`: the version is the current one).
+local function compiled_fields(compiled, current)
   local v = compiled.version
-  local flat = { 'name', compiled.name, 'i' .. v, compiled.initial .. ' ' .. (compiled.entries[compiled.initial] or '-[]') }
+  local flat = { 'name', compiled.name }
+  if current then
+    flat[3] = 'start'; flat[4] = v .. ' ' .. compiled.initial .. ' ' .. (compiled.entries[compiled.initial] or '-[]')
+  end
   for state, entry in pairs(compiled.entries) do
     flat[#flat + 1] = 's' .. v .. ':' .. state; flat[#flat + 1] = entry
   end
@@ -125,25 +135,24 @@ local function machine_version(machine_key, v, from, to)
   local definition = load_machine(machine_key, v)
   if not definition then return nil end
   local compiled = compile_machine(definition)
-  return { name = definition.name, from = compiled.entries[from], to = compiled.entries[to], fields = compiled_fields(compiled) }
+  return { name = definition.name, from = compiled.entries[from], to = compiled.entries[to], fields = compiled_fields(compiled, false) }
 end
 
 -- The current version of a machine, to start a workflow in: { name, version, initial, entry, fields
 -- (as in machine_version) }. nil when the machine does not exist.
 local function machine_current(machine_key)
-  local r = redis.call('HMGET', machine_key, 'current', 'name')
+  local r = redis.call('HMGET', machine_key, 'current', 'name', 'start')
   if not r[1] then return nil end
-  local start = r[2] and redis.call('HGET', machine_key, 'i' .. r[1])
-  if start then
-    local initial, entry = start:match('^(%S+) (.+)$')
-    return { name = r[2], version = r[1], initial = initial, entry = entry }
+  if r[3] then
+    local version, initial, entry = r[3]:match('^(%d+) (%S+) (.+)$')
+    if version == r[1] then return { name = r[2], version = version, initial = initial, entry = entry } end
   end
   local definition = load_machine(machine_key, r[1])
   if not definition then return nil end
   local compiled = compile_machine(definition)
   return {
     name = definition.name, version = compiled.version, initial = compiled.initial,
-    entry = compiled.entries[compiled.initial] or '-[]', fields = compiled_fields(compiled),
+    entry = compiled.entries[compiled.initial] or '-[]', fields = compiled_fields(compiled, true),
   }
 end
 
@@ -151,7 +160,7 @@ end
 -- decoded.
 local function store_machine_version(machine_key, definition, text)
   redis.call('HSET', machine_key, 'current', definition.version, 'v' .. definition.version, text,
-    unpack(compiled_fields(compile_machine(definition))))
+    unpack(compiled_fields(compile_machine(definition), true)))
 end
 
 -- Writes version 1 of the built-in order machine (lua/include/orders.lua) when it is absent.
@@ -220,10 +229,10 @@ end
 
 local function index_add(k, wf)
   local member = index_member(tonumber(wf.updatedAt), wf.id, wf.machine)
-  redis.call('ZADD', k.idx_all, 0, member)
-  redis.call('ZADD', k.idx_machine, 0, member)
-  redis.call('ZADD', k.idx_all_state, 0, wf.state .. ':' .. member)
-  redis.call('ZADD', k.idx_machine_state, 0, wf.state .. ':' .. member)
+  redis.call('ZADD', k.idx_all, '0', member)
+  redis.call('ZADD', k.idx_machine, '0', member)
+  redis.call('ZADD', k.idx_all_state, '0', wf.state .. ':' .. member)
+  redis.call('ZADD', k.idx_machine_state, '0', wf.state .. ':' .. member)
 end
 
 -- Event, history and reply texts are concatenated rather than cjson-encoded (the encoder costs more
