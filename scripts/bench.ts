@@ -49,7 +49,7 @@ import type { ProcessOrderInput } from '../src/orders/orders.engine.js';
 import { DEFAULT_TENANT } from '../src/graphql/context.js';
 import { tenantKeys } from '../src/redis/keys.js';
 import { startPrivateRedis, type PrivateRedis } from '../test/setup/private-redis.js';
-import { costDetails, costRows, redisCosts } from './bench-redis-cost.js';
+import { costDetails, costRows, PINGPONG, redisCosts } from './bench-redis-cost.js';
 
 // ---------------------------------------------------------------------------------------------------
 // Settings
@@ -88,7 +88,7 @@ const AUTHORIZATION = `Bearer ${BENCH_TOKEN}`;
 const CONCURRENCY = 64;
 /** Workflows per client in the transition rows: each client moves only its own, so none contend. */
 const FLOWS_PER_CLIENT = 4;
-const MACHINE = 'pingpong';
+const MACHINE = PINGPONG.name;
 const ACCOUNTS = 16;
 const PRODUCTS = 8;
 const INITIAL_STOCK = 1_000_000_000;
@@ -803,15 +803,7 @@ async function main(): Promise<number> {
       ...Array.from({ length: ACCOUNTS }, (_, i) => engine.orders.deposit(TENANT, accountId(i), INITIAL_BALANCE)),
       ...Array.from({ length: PRODUCTS }, (_, i) => engine.orders.restock(TENANT, productId(i), INITIAL_STOCK)),
     ]);
-    await engine.workflows.defineMachine(TENANT, {
-      name: MACHINE,
-      initialState: 'a',
-      states: ['a', 'b'],
-      transitions: [
-        { from: 'a', to: ['b'] },
-        { from: 'b', to: ['a'] },
-      ],
-    });
+    await engine.workflows.defineMachine(TENANT, PINGPONG);
     const engineFlows = await startFlows(engine, 'engine-wf', CONCURRENCY * FLOWS_PER_CLIENT);
     // The server process learns their routes (cached by its engine) on first use, in the server warm-up.
     const httpFlows = await startFlows(engine, 'http-wf', CONCURRENCY * FLOWS_PER_CLIENT);
