@@ -9,7 +9,7 @@
 -- also holds userId, productId, quantity, unitPriceCents and totalCents; its transitions (and the
 -- refund on cancelled/returned, lua/include/orders.lua) go through wf_transition in lua/workflows.lua.
 
-local LIBRARY_VERSION = '2'
+local LIBRARY_VERSION = '3'
 
 -- Idempotent requests (depositFunds, restockProduct with a requestId): a request hash
 -- {id, request, reply} keeps what was asked (function and arguments) and the first reply, for the
@@ -178,15 +178,18 @@ register('order_process', function(keys, args)
         or existing.quantity ~= fmt_int(quantity) or existing.unitPriceCents ~= fmt_int(unit_price) then
       reject('IDEMPOTENCY_CONFLICT', 'order ' .. id .. ' already exists with different parameters')
     end
-    return cjson.encode(workflow_reply(existing, load_machine(k.machine, existing.machineVersion)))
+    return stored_workflow_reply(existing, k.machine)
   end
+  -- a hash without an id is not a workflow atomflow wrote: not this order's key
+  if next(existing) ~= nil then reject('STALE_KEYS', 'workflow ' .. id .. ' changed') end
 
-  if not check_new_workflow(k, id, ORDER_MACHINE) then reject('STALE_KEYS', 'workflow ' .. id .. ' changed') end
+  local machine = machine_current(k.machine)
+  check_new_workflow_keys(k, id, ORDER_MACHINE, machine)
   local stock_hash = redis.call('HMGET', k.stock, 'id', 'stock')
   check_owner(stock_hash[1], product_id, 'product stock')
   local stock = stock_hash[2]
   if not stock then reject('NOT_FOUND', 'product ' .. product_id .. ' not found') end
-  local balance_hash = redis.call('HMGET', k.balance, 'id', 'balanceCents')
+  local balance_hash = redis.call('HMGET', k.balance, 'id', 'balanceCents', 'orderSeq')
   check_owner(balance_hash[1], user_id, 'account balance')
   local balance = balance_hash[2]
   if not balance then reject('NOT_FOUND', 'account ' .. user_id .. ' not found') end
@@ -196,20 +199,25 @@ register('order_process', function(keys, args)
   if tonumber(balance) < total then
     reject('INSUFFICIENT_FUNDS', 'account ' .. user_id .. ' has ' .. balance .. ' cents, the order costs ' .. fmt_int(total))
   end
+  -- the account's order count: the order's place in the account's order index
+  local seq = tonumber(balance_hash[3] or '0') + 1
 
-  ensure_order_machine(k.machine, machines_key)
-  local definition = load_machine(k.machine)
+  if not machine then
+    ensure_order_machine(k.machine, machines_key)
+    machine = machine_current(k.machine)
+    if not machine then reject('NOT_FOUND', 'the order machine has no definition of its current version') end
+  end
   redis.call('HINCRBY', k.stock, 'stock', fmt_int(-quantity))
-  redis.call('HINCRBY', k.balance, 'balanceCents', fmt_int(-total))
+  -- one HSET for the new balance and count (the script is atomic: same as two HINCRBYs)
+  redis.call('HSET', k.balance, 'balanceCents', fmt_int(tonumber(balance) - total), 'orderSeq', fmt_int(seq))
   local extra = {
-    userId = user_id, productId = product_id, quantity = fmt_int(quantity),
-    unitPriceCents = fmt_int(unit_price), totalCents = fmt_int(total),
-    accountSeq = fmt_int(redis.call('HINCRBY', k.balance, 'orderSeq', 1)),
+    'userId', user_id, 'productId', product_id, 'quantity', fmt_int(quantity),
+    'unitPriceCents', fmt_int(unit_price), 'totalCents', fmt_int(total), 'accountSeq', fmt_int(seq),
   }
-  local wf = create_workflow(k, ctx, id, ORDER_MACHINE, definition, 'order', {}, extra, now_ms())
-  redis.call('ZADD', orders_key, 0, account_order_member(tonumber(wf.accountSeq), id))
+  local wf = create_workflow(k, ctx, id, ORDER_MACHINE, machine, 'order', {}, extra, now_ms())
+  redis.call('ZADD', orders_key, '0', account_order_member(seq, id))
   emit_order_event(k, ctx, 'ORDER_CONFIRMED', wf)
-  return cjson.encode(workflow_reply(wf, definition))
+  return workflow_reply(wf, entry_targets(machine.entry))
 end)
 
 --[[ account_orders (no-writes): a page of an account's order ids, newest first.

@@ -21,7 +21,7 @@
 -- PRUNE_BATCH members of the same status that settled longer ago than that: the indexes hold no
 -- more than the entries alive plus what the next settlements remove. Nothing scans.
 
-local LIBRARY_VERSION = '2'
+local LIBRARY_VERSION = '3'
 local PRUNE_BATCH = 32
 
 local function sched_keys(keys)

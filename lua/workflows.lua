@@ -4,7 +4,7 @@
 -- 1; see lua/include/workflow.lua for the workflow key block and lua/include/core.lua for the event
 -- ARGV block.
 
-local LIBRARY_VERSION = '3'
+local LIBRARY_VERSION = '4'
 local MAX_MACHINES = 1000   -- per tenant, the built-in order machine included
 
 local function same_list(a, b)
@@ -106,7 +106,7 @@ register('machine_define', function(keys, args)
     return redis.call('HGET', keys[1], 'v' .. fmt_int(current.version))
   end
   local text = cjson.encode(definition)
-  redis.call('HSET', keys[1], 'current', version, 'v' .. version, text)
+  store_machine_version(keys[1], definition, text)
   redis.call('SADD', keys[2], name)
   return text
 end)
@@ -159,11 +159,15 @@ register('wf_start', function(keys, args)
   if machine_name == ORDER_MACHINE then reject('BAD_USER_INPUT', 'orders are created by processOrder, not started directly') end
   local meta_pairs = parse_metadata_pairs(args[7])
   check_metadata_size(meta_pairs, 'metadata')
-  local definition = load_machine(k.machine)
-  if not definition then reject('NOT_FOUND', 'machine ' .. machine_name .. ' not found') end
-  if not check_new_workflow(k, id, machine_name) then reject('ALREADY_EXISTS', 'workflow ' .. id .. ' already exists') end
-  local wf = create_workflow(k, ctx, id, machine_name, definition, 'workflow', meta_pairs, nil, now_ms())
-  return cjson.encode(workflow_reply(wf, definition))
+  local machine = machine_current(k.machine)
+  if not machine then reject('NOT_FOUND', 'machine ' .. machine_name .. ' not found') end
+  if redis.call('EXISTS', k.workflow) == 1 then
+    check_owner(redis.call('HGET', k.workflow, 'id'), id, 'workflow')
+    reject('ALREADY_EXISTS', 'workflow ' .. id .. ' already exists')
+  end
+  check_new_workflow_keys(k, id, machine_name, machine)
+  local wf = create_workflow(k, ctx, id, machine_name, machine, 'workflow', meta_pairs, {}, now_ms())
+  return workflow_reply(wf, entry_targets(machine.entry))
 end)
 
 --[[ wf_transition: move a workflow (or an order) to another state.
@@ -193,8 +197,8 @@ register('wf_transition', function(keys, args)
   local meta_pairs = parse_metadata_pairs(args[12])
   local wf = load_routed_workflow(k, id, routing)
   local plan = plan_transition(k, wf, { to = to, expected_from = expected_from, expected_version = expected_version, meta_pairs = meta_pairs })
-  apply_transition(k, ctx, plan, now_ms())
-  return cjson.encode(workflow_reply(wf, plan.definition))
+  local _, allowed = apply_transition(k, ctx, plan, now_ms())
+  return workflow_reply(wf, allowed)
 end)
 
 --[[ wf_get (no-writes): a workflow with its allowed next states.
@@ -205,7 +209,7 @@ register('wf_get', function(keys, args)
   local wf = hgetall_table(keys[1])
   if wf.id == nil then return 'null' end
   if wf.machine ~= args[1] then reject('STALE_KEYS', 'workflow ' .. wf.id .. ' belongs to machine ' .. wf.machine) end
-  return cjson.encode(workflow_reply(wf, load_machine(keys[2], wf.machineVersion)))
+  return stored_workflow_reply(wf, keys[2])
 end, true)
 
 --[[ wf_route (no-writes): the fields that never change and from which callers build KEYS.

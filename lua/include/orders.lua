@@ -17,19 +17,6 @@ local ORDER_DEFINITION = {
   terminalStates = { 'cancelled', 'returned' },
 }
 
--- Writes version 1 of the built-in order machine when it is absent. Returns true if it wrote.
-local function ensure_order_machine(machine_key, machines_key)
-  if redis.call('HEXISTS', machine_key, 'current') == 1 then return false end
-  local definition = {
-    name = ORDER_MACHINE, version = 1, initialState = ORDER_DEFINITION.initialState,
-    states = ORDER_DEFINITION.states, transitions = ORDER_DEFINITION.transitions,
-    terminalStates = ORDER_DEFINITION.terminalStates, builtin = true,
-  }
-  redis.call('HSET', machine_key, 'current', 1, 'v1', cjson.encode(definition))
-  redis.call('SADD', machines_key, ORDER_MACHINE)
-  return true
-end
-
 -- An account's orders are a sorted set of score 0 read in lexicographic order, newest first:
 -- members '<inverted sequence>:<orderId>', the sequence counting the account's orders (field
 -- orderSeq of its balance hash, kept as accountSeq on the order), so orders placed in the same
@@ -38,10 +25,11 @@ local function account_order_member(seq, id)
   return string.format('%013d', 9999999999999 - seq) .. ':' .. id
 end
 
+-- Concatenated like the workflow event (lua/include/workflow.lua): ids and states need no escaping.
 local function emit_order_event(k, ctx, event_type, wf)
-  local body = '{"type":' .. cjson.encode(event_type) .. ',"orderId":' .. cjson.encode(wf.id)
-    .. ',"userId":' .. cjson.encode(wf.userId) .. ',"state":' .. cjson.encode(wf.state)
-    .. ',"totalCents":' .. wf.totalCents .. ',"at":' .. wf.updatedAt .. '}'
+  local body = '{"type":"' .. event_type .. '","orderId":"' .. wf.id
+    .. '","userId":"' .. wf.userId .. '","state":"' .. wf.state
+    .. '","totalCents":' .. wf.totalCents .. ',"at":' .. wf.updatedAt .. '}'
   return emit_event(k, ctx, ctx.orders_channel, event_type, body)
 end
 

@@ -514,6 +514,6 @@ describe('order transitions', () => {
   });
 
   it('reports the library version', async () => {
-    expect(JSON.parse((await redis.call('FCALL_RO', 'atomflow_orders_version', 0)) as string)).toEqual({ library: 'atomflow_orders', version: '2' });
+    expect(JSON.parse((await redis.call('FCALL_RO', 'atomflow_orders_version', 0)) as string)).toEqual({ library: 'atomflow_orders', version: '3' });
   });
 });
