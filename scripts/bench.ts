@@ -37,7 +37,9 @@ import http from 'node:http';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import readline from 'node:readline';
+import { closeSync, mkdtempSync, openSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
@@ -269,9 +271,13 @@ const running = (child: ChildProcess) => child.exitCode === null && child.signal
 /**
  * Spawns `node --import tsx <script>` against `redisUrl` on a free loopback port, NODE_ENV=production,
  * worker off, and resolves once it logs a line matching `endpoint` (its first group is the URL). Its
- * log lines go to stderr, prefixed `<label>|`.
+ * stdout (atomflow's JSON log: a line per request) goes to a file, as a production log would, not
+ * through this process, which is the load generator: reading a line per GraphQL request here would
+ * slow the clients of GraphQL rows only. Its stderr lines go to stderr, prefixed `<label>|`.
  */
 function startServerProcess(label: string, script: string, redisUrl: string, endpoint: RegExp): Promise<ServerProcess> {
+  const logFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'atomflow-bench-')), `${label}.log`);
+  const logFd = openSync(logFile, 'w');
   const child = spawn(process.execPath, ['--import', 'tsx', script], {
     cwd: ROOT,
     env: {
@@ -285,8 +291,9 @@ function startServerProcess(label: string, script: string, redisUrl: string, end
       AUTH_JWT_SECRET: BENCH_SECRET,
       RATE_LIMIT_PER_S: '0',
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', logFd, 'pipe'],
   });
+  closeSync(logFd);
   // Last resort if this process ends without cleanup (an uncaught exception): never leave it behind.
   const killOnExit = () => {
     if (running(child)) child.kill('SIGKILL');
@@ -326,22 +333,24 @@ function startServerProcess(label: string, script: string, redisUrl: string, end
     const stderrTail: string[] = [];
     child.once('error', (err) => fail(`could not start ${label}: ${err.message}`));
     // 'close' (after 'exit', once its stdio has ended) so that the message has the whole stderr
-    child.once('close', (code, signal) => fail(`${label} exited at start (${signal ?? `code ${code}`}): ${stderrTail.join('\n')}`));
+    child.once('close', (code, signal) => fail(`${label} exited at start (${signal ?? `code ${code}`}): ${[...stderrTail, ...readFileSync(logFile, 'utf8').split('\n').slice(-20)].join('\n')}`));
     readline.createInterface({ input: child.stderr! }).on('line', (line) => {
       stderrTail.push(line);
       if (stderrTail.length > 20) stderrTail.shift();
       progress(`${label}| ${line}`);
     });
-    readline.createInterface({ input: child.stdout! }).on('line', (line) => {
-      // atomflow logs one JSON line per request (and it costs what it costs in production): not echoed
-      if (!line.includes('"msgType":"request"')) progress(`${label}| ${line}`);
-      const url = endpoint.exec(line)?.[1];
+    // the endpoint line, from the log file, checked until it is there
+    const poll = setInterval(() => {
+      const url = endpoint.exec(readFileSync(logFile, 'utf8'))?.[1];
       if (!url || settled) return;
       settled = true;
       started = true;
       clearTimeout(timer);
+      clearInterval(poll);
+      progress(`bench: ${label} at ${url}, its log in ${logFile}`);
       resolve({ url, child, stop });
-    });
+    }, 50);
+    child.once('close', () => clearInterval(poll));
   });
 }
 
