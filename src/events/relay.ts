@@ -90,6 +90,8 @@ export interface EventRelayStats {
 export interface EventRelay {
   /** The connection in SUBSCRIBE mode (on a cluster: the first one opened, to one primary). */
   readonly subscriber: Redis;
+  /** The connection `channel` is subscribed on now (on a cluster: to the primary owning its slot), or null. */
+  subscriberFor(channel: string): Redis | null;
   listen(source: EventSource, options?: ListenOptions): AsyncIterableIterator<RelayedEvent>;
   /** Client subscriptions on `channel` in this process that receive every event published from now on. */
   listenerCount(channel: string): number;
@@ -543,6 +545,9 @@ export function createEventRelay(target: RedisTarget, reader: RedisClient, optio
         channels.set(source.channel, channel);
       }
       return new Listener(channel, listenOptions.after ?? null, listenOptions.filter ?? (() => true), listenOptions.subscribers ?? (() => 1));
+    },
+    subscriberFor(name) {
+      return channels.get(name)?.link?.conn ?? null;
     },
     listenerCount(name) {
       const channel = channels.get(name);

@@ -26,7 +26,7 @@ export interface TestCluster {
   nodes: ClusterNode[];
   /** Comma-separated host:port of every node: a REDIS_CLUSTER_NODES value. */
   seeds(): string;
-  /** Starts one more (empty, slot-less) primary and joins it to the cluster. */
+  /** Starts one more (empty, slot-less, function-less) primary and joins it to the cluster. */
   addPrimary(): Promise<ClusterNode>;
   /** Moves one slot, with its keys, from the node that owns it to `to` (IMPORTING/MIGRATING + MIGRATE). */
   moveSlot(slot: number, to: ClusterNode): Promise<void>;
@@ -133,7 +133,9 @@ export async function startTestCluster(primaries = 3): Promise<TestCluster> {
     async addPrimary() {
       const node = await startNode(dir);
       nodes.push(node);
-      await run('redis-cli', ['--cluster', 'add-node', node.address, nodes[0]!.address]);
+      // CLUSTER MEET, not redis-cli --cluster add-node: Redis 7's redis-cli copies the functions
+      // of an existing node onto the new one, and the tests must see atomflow load them itself
+      await withNode(node.port, (r) => r.cluster('MEET', '127.0.0.1', nodes[0]!.port));
       await waitUntilConsistent(nodes);
       return node;
     },
