@@ -111,7 +111,7 @@ const DEFAULT_PAGE_SIZE = 500;
 const REPLAY_PAGE_SIZE = 100;
 /** Messages held while a gap is filled; past this the channel's listeners lag. */
 const MAX_HELD_MESSAGES = 50_000;
-/** A (S)SUBSCRIBE not answered within this is tried again (ioredis never answers one that met MOVED). */
+/** An SSUBSCRIBE not answered within this is tried again (ioredis never settles one that met MOVED). */
 const SUBSCRIBE_TIMEOUT_MS = 2000;
 
 /** One subscriber connection, and how channels are subscribed on it. */
@@ -197,7 +197,7 @@ export function createEventRelay(target: RedisTarget, reader: RedisClient, optio
       wasReady = true;
     });
     const link: Link = sharded
-      ? { conn, subscribe: (c) => conn.ssubscribe(c), unsubscribe: (c) => conn.sunsubscribe(c) }
+      ? { conn, subscribe: (c) => withTimeout(conn.ssubscribe(c), SUBSCRIBE_TIMEOUT_MS, `subscribing ${c}`), unsubscribe: (c) => conn.sunsubscribe(c) }
       : { conn, subscribe: (c) => conn.subscribe(c), unsubscribe: (c) => conn.unsubscribe(c) };
     links.set(key, link);
     return link;
@@ -254,7 +254,7 @@ export function createEventRelay(target: RedisTarget, reader: RedisClient, optio
     await whenReady(link.conn);
     if (channel.link && channel.link !== link) channel.link.unsubscribe(channel.source.channel).catch(() => {});
     channel.link = link;
-    await withTimeout(link.subscribe(channel.source.channel), SUBSCRIBE_TIMEOUT_MS, `subscribing ${channel.source.channel}`);
+    await link.subscribe(channel.source.channel);
     return link;
   }
 
