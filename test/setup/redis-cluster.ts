@@ -32,6 +32,11 @@ export interface TestCluster {
   moveSlot(slot: number, to: ClusterNode): Promise<void>;
   /** The node that owns `slot` now. */
   ownerOf(slot: number): Promise<ClusterNode>;
+  /**
+   * A manual failover of the primary owning `slot` (CLUSTER FAILOVER on its replica: the replica
+   * catches up, then takes over its slots); resolves once every node sees the replica as the owner.
+   */
+  failover(slot: number): Promise<ClusterNode>;
   stop(): Promise<void>;
 }
 
@@ -106,8 +111,11 @@ async function waitUntilConsistent(nodes: ClusterNode[]): Promise<void> {
   }, 'cluster_state:ok on every node');
 }
 
-/** Starts `primaries` primaries (at least 3, as redis-cli requires) and creates the cluster. */
-export async function startTestCluster(primaries = 3): Promise<TestCluster> {
+/**
+ * Starts `primaries` primaries (at least 3, as redis-cli requires), with `replicas` replicas each, and
+ * creates the cluster.
+ */
+export async function startTestCluster(primaries = 3, replicas = 0): Promise<TestCluster> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'atomflow-cluster-'));
   const nodes: ClusterNode[] = [];
   const stop = async () => {
@@ -115,9 +123,17 @@ export async function startTestCluster(primaries = 3): Promise<TestCluster> {
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    for (let i = 0; i < primaries; i++) nodes.push(await startNode(dir));
-    await run('redis-cli', ['--cluster', 'create', ...nodes.map((n) => n.address), '--cluster-replicas', '0', '--cluster-yes']);
+    for (let i = 0; i < primaries * (1 + replicas); i++) nodes.push(await startNode(dir));
+    await run('redis-cli', ['--cluster', 'create', ...nodes.map((n) => n.address), '--cluster-replicas', String(replicas), '--cluster-yes']);
     await waitUntilConsistent(nodes);
+    // replicas in sync with their primaries (a failover's replica must hold the data and functions)
+    await waitFor(async () => {
+      for (const node of nodes) {
+        const info = await withNode(node.port, (r) => r.info('replication'));
+        if (/role:slave/.test(info) && !/master_link_status:up/.test(info)) return false;
+      }
+      return true;
+    }, 'every replica in sync');
   } catch (err) {
     await stop();
     throw err;
@@ -144,6 +160,19 @@ export async function startTestCluster(primaries = 3): Promise<TestCluster> {
       const owner = nodes.find((n) => n.port === port);
       if (!owner) throw new Error(`no node owns slot ${slot}`);
       return owner;
+    },
+    async failover(slot) {
+      const primary = await cluster.ownerOf(slot);
+      const replicaLines = String(await withNode(primary.port, async (r) => r.call('CLUSTER', 'REPLICAS', await idOf(primary)))) ;
+      const port = Number(/:(\d+)@/.exec(replicaLines)?.[1]);
+      const replica = nodes.find((n) => n.port === port);
+      if (!replica) throw new Error(`the primary of slot ${slot} has no replica`);
+      await withNode(replica.port, (r) => r.cluster('FAILOVER'));
+      await waitFor(async () => {
+        for (const node of nodes) if ((await slotOwnerPort(node.port, slot)) !== replica.port) return false;
+        return true;
+      }, `every node to see slot ${slot} on ${replica.address}`);
+      return replica;
     },
     async moveSlot(slot, to) {
       const from = await cluster.ownerOf(slot);
