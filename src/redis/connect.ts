@@ -74,13 +74,14 @@ export async function checkRedis(url: string, timeoutMs = 3000): Promise<number>
   }
 }
 
-function describeConnectFailure(shown: string, err: Error & { code?: string }): string {
-  if (err.code === 'ECONNREFUSED') return `cannot reach Redis at ${shown}: connection refused (nothing listens there)`;
-  if (err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') return `cannot reach Redis at ${shown}: unknown host`;
-  if (err.code === 'ETIMEDOUT' || err.code === 'EHOSTUNREACH') return `cannot reach Redis at ${shown}: no answer (${err.code})`;
+/** `where` names what was tried: `Redis at <url>` or `the Redis cluster at <seeds>`; `shown` its address. */
+function describeConnectFailure(shown: string, err: Error & { code?: string }, where = `Redis at ${shown}`): string {
+  if (err.code === 'ECONNREFUSED') return `cannot reach ${where}: connection refused (nothing listens there)`;
+  if (err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') return `cannot reach ${where}: unknown host`;
+  if (err.code === 'ETIMEDOUT' || err.code === 'EHOSTUNREACH') return `cannot reach ${where}: no answer (${err.code})`;
   if (err.name === 'ParserError' || /protocol error/i.test(err.message)) return `${shown} does not speak the Redis protocol: is it the address of a Redis server?`;
-  if (/^(NOAUTH|WRONGPASS|NOPERM)/.test(err.message)) return `Redis at ${shown} refused atomflow: ${err.message.split('\n')[0]}`;
-  return `cannot use Redis at ${shown}: ${(err.message || err.name).split('\n')[0]}`;
+  if (/^(NOAUTH|WRONGPASS|NOPERM)/.test(err.message)) return `${where} refused atomflow: ${err.message.split('\n')[0]}`;
+  return `cannot use ${where}: ${(err.message || err.name).split('\n')[0]}`;
 }
 
 /** The Redis major version answering at `url`, or null when nothing usable answers. */
@@ -129,9 +130,11 @@ export async function checkCluster(target: ClusterTarget, timeoutMs = 5000): Pro
     lazyConnect: true,
     clusterRetryStrategy: () => null,
   });
-  let firstError: (Error & { code?: string }) | null = null;
-  cluster.on('error', (err: Error) => (firstError ??= err));
-  cluster.on('node error', (err: Error) => (firstError ??= err));
+  // a node's own error (connection refused, refused credentials) says more than the cluster's
+  let nodeError: (Error & { code?: string }) | null = null;
+  let clusterError: Error | null = null;
+  cluster.on('node error', (err: Error) => (nodeError ??= err));
+  cluster.on('error', (err: Error) => (clusterError ??= err));
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new RedisUnavailableError(`the Redis cluster at ${shown} did not answer within ${timeoutMs} ms`)), timeoutMs);
@@ -149,8 +152,18 @@ export async function checkCluster(target: ClusterTarget, timeoutMs = 5000): Pro
     await Promise.race([check(), timeout]);
   } catch (err) {
     if (err instanceof RedisUnavailableError) throw err;
-    const cause: Error & { code?: string } = firstError ?? (err as Error);
-    throw new RedisUnavailableError(describeConnectFailure(`the Redis cluster at ${shown}`, cause).replace(/^cannot reach Redis at /, 'cannot reach '));
+    // ioredis says only "Connection is closed." of a node it cannot use: ask the first seed alone why
+    const first = target.seeds[0]!;
+    const url = new URL(`${target.nodeOptions.tls ? 'rediss' : 'redis'}://${first.host.includes(':') ? `[${first.host}]` : first.host}:${first.port}`);
+    if (target.nodeOptions.username) url.username = encodeURIComponent(target.nodeOptions.username);
+    if (target.nodeOptions.password) url.password = encodeURIComponent(target.nodeOptions.password);
+    const why = await checkRedis(url.toString(), timeoutMs).then(
+      () => null,
+      (probe: Error) => probe.message,
+    );
+    if (why) throw new RedisUnavailableError(`cannot use the Redis cluster at ${shown}: ${why}`);
+    const cause: Error & { code?: string } = nodeError ?? clusterError ?? (err as Error);
+    throw new RedisUnavailableError(describeConnectFailure(shown, cause, `the Redis cluster at ${shown}`));
   } finally {
     clearTimeout(timer);
     cluster.disconnect();
