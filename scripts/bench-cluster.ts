@@ -23,7 +23,7 @@ import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Redis, type Cluster } from 'ioredis';
 import { Engine } from '../src/app/engine.js';
-import { connectRedis, ownerOf, slotOf, type RedisClient } from '../src/redis/client.js';
+import { connectRedis, keySlot, ownerOf, type RedisClient } from '../src/redis/client.js';
 import { clusterTarget } from '../src/redis/connect.js';
 import { readConfig } from '../src/config.js';
 import { loadFunctions } from '../src/redis/functions.js';
@@ -62,7 +62,7 @@ async function spreadTenants(client: RedisClient, label: string): Promise<string
   const byOwner = new Map<string, string>();
   for (let i = 0; byOwner.size < TENANTS; i++) {
     const tenant = `${label}${i}`;
-    const owner = ownerOf(client, await slotOf(client, tenantKeys(tenant).events()));
+    const owner = ownerOf(client, keySlot(tenantKeys(tenant).events()));
     if (owner && !byOwner.has(owner)) byOwner.set(owner, tenant);
   }
   return [...byOwner.values()];
@@ -138,7 +138,7 @@ async function busMessages(redis: Redis): Promise<number> {
 /** PUBLISH or SPUBLISH of PUBSUB_MESSAGES on the owner of a tenant channel's slot, received by the subscribers. */
 async function publishCost(cluster: Cluster, ports: number[], sharded: boolean) {
   const channel = tenantKeys('benchpubsub').ordersChannel();
-  const ownerKey = ownerOf(cluster, await slotOf(cluster, channel))!;
+  const ownerKey = ownerOf(cluster, keySlot(channel))!;
   const ownerPort = Number(ownerKey.split(':')[1]);
   const others = ports.filter((p) => p !== ownerPort).map(node);
   const subscribers = (sharded ? [ownerPort] : ports).map(node);
@@ -215,7 +215,7 @@ async function main(): Promise<void> {
     const clusterTenants = await spreadTenants(many, 'alone');
     const aloneCluster = await Promise.all(
       clusterTenants.map(async (tenant) => {
-        const owner = ownerOf(many, await slotOf(many, tenantKeys(tenant).events()))!;
+        const owner = ownerOf(many, keySlot(tenantKeys(tenant).events()))!;
         return costPerOrder(many, primaries.find((p) => `${p.options.host}:${p.options.port}` === owner)!, tenant);
       }),
     );

@@ -26,7 +26,7 @@
  *   the gap is filled from the stream, which moved with the slot, exactly as after a reconnect.
  */
 import { Redis, type RedisOptions } from 'ioredis';
-import { isCluster, nodeKey, ownerOf, slotOf, type RedisClient, type RedisTarget } from '../redis/client.js';
+import { isCluster, keySlot, nodeKey, ownerOf, slotOwner, type RedisClient, type RedisTarget } from '../redis/client.js';
 import { EngineError } from '../core/errors.js';
 import { eventsDropped, eventsRelayed } from '../metrics.js';
 import { compareStreamIds, formatStreamId, parseAfter, parseStreamId, type StreamId } from './stream-id.js';
@@ -208,10 +208,8 @@ export function createEventRelay(target: RedisTarget, reader: RedisClient, optio
   /** The connection a channel is subscribed on now: the one, or the one to the primary owning its slot. */
   async function linkFor(channel: Channel, refresh: boolean): Promise<Link> {
     if (single) return single;
-    if (refresh) await new Promise<void>((resolve) => cluster!.refreshSlotsCache(() => resolve()));
-    channel.slot ??= await slotOf(cluster!, channel.source.channel);
-    const owner = ownerOf(cluster!, channel.slot);
-    if (!owner) throw new Error(`the cluster client knows no owner of slot ${channel.slot} yet`);
+    channel.slot ??= keySlot(channel.source.channel);
+    const owner = await slotOwner(cluster!, channel.slot, refresh);
     const existing = links.get(owner);
     if (existing) return existing;
     const node = cluster!.nodes('master').find((n) => nodeKey(n) === owner);

@@ -88,9 +88,26 @@ export async function onEveryPrimary<T>(client: RedisClient, use: (node: Redis, 
   );
 }
 
-/** The hash slot of a key (or a shard channel), as the cluster computes it. */
-export async function slotOf(cluster: Cluster, key: string): Promise<number> {
-  return Number(await cluster.cluster('KEYSLOT', key));
+/** CRC16-CCITT (XMODEM), the hash Redis Cluster takes of a key. */
+function crc16(bytes: Uint8Array): number {
+  let crc = 0;
+  for (const byte of bytes) {
+    crc ^= byte << 8;
+    for (let bit = 0; bit < 8; bit++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  }
+  return crc;
+}
+
+/**
+ * The hash slot of a key (or a shard channel), computed here as Redis does (CRC16 of the hash tag,
+ * the text between the first `{` and the next `}` when not empty, else of the whole key, mod 16384):
+ * no round trip, and nothing to fail while the client's connections are still settling.
+ */
+export function keySlot(key: string): number {
+  const open = key.indexOf('{');
+  const close = open === -1 ? -1 : key.indexOf('}', open + 1);
+  const hashed = close > open + 1 ? key.slice(open + 1, close) : key;
+  return crc16(Buffer.from(hashed, 'utf8')) % 16384;
 }
 
 /** The `host:port` of the primary the client believes owns `slot`, or null while it does not know. */
@@ -98,15 +115,21 @@ export function ownerOf(cluster: Cluster, slot: number): string | null {
   return cluster.slots[slot]?.[0] ?? null;
 }
 
-/** The client's connection to the primary owning `key`'s slot (refreshing the slot map once when it has none). */
-export async function primaryFor(cluster: Cluster, key: string): Promise<Redis> {
-  const slot = await slotOf(cluster, key);
-  let owner = ownerOf(cluster, slot);
+/** The `host:port` of the primary owning `slot`, refreshing the client's slot map once when it has none yet. */
+export async function slotOwner(cluster: Cluster, slot: number, refresh = false): Promise<string> {
+  let owner = refresh ? null : ownerOf(cluster, slot);
   if (!owner) {
     await new Promise<void>((resolve) => cluster.refreshSlotsCache(() => resolve()));
     owner = ownerOf(cluster, slot);
   }
+  if (!owner) throw new Error(`the cluster client knows no owner of slot ${slot}`);
+  return owner;
+}
+
+/** The client's connection to the primary owning `key`'s slot. */
+export async function primaryFor(cluster: Cluster, key: string): Promise<Redis> {
+  const owner = await slotOwner(cluster, keySlot(key));
   const node = cluster.nodes('master').find((n) => nodeKey(n) === owner);
-  if (!node) throw new Error(`no connection to the primary of slot ${slot}`);
+  if (!node) throw new Error(`no connection to the primary ${owner}`);
   return node;
 }

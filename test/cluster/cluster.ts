@@ -4,7 +4,7 @@ import type { Cluster } from 'ioredis';
 import { readConfig } from '../../src/config.js';
 import { startTestServer, type Subscription, type TestServer } from '../api/harness.js';
 import type { TestCluster } from '../setup/redis-cluster.js';
-import { ownerOf, slotOf } from '../../src/redis/client.js';
+import { keySlot, slotOwner } from '../../src/redis/client.js';
 import { tenantKeys } from '../../src/redis/keys.js';
 import { uniqueTenant } from '../setup/helpers.js';
 
@@ -23,8 +23,8 @@ export async function serverOn(
 
 /** The hash slot of a tenant's keys, and the `host:port` of the primary the client sees owning it. */
 export async function placeOf(cluster: Cluster, tenant: string): Promise<{ slot: number; owner: string }> {
-  const slot = await slotOf(cluster, tenantKeys(tenant).events());
-  return { slot, owner: ownerOf(cluster, slot) ?? '' };
+  const slot = keySlot(tenantKeys(tenant).events());
+  return { slot, owner: await slotOwner(cluster, slot) };
 }
 
 /** `count` fresh tenants whose slots live on `count` different primaries. */
