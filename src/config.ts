@@ -13,6 +13,8 @@ export interface Config {
   host: string;
   /** REDIS_URL; when absent atomflow looks for a local Redis or starts its own (src/redis/connect.ts). */
   redisUrl: string | null;
+  /** REDIS_CLUSTER_NODES: a Redis Cluster's seed nodes; when set, atomflow uses a cluster client (REDIS_URL must then be unset). */
+  redisCluster: RedisClusterConfig | null;
   /** Where to look for a running Redis when REDIS_URL is unset (LOCAL_REDIS_URL). */
   localRedisUrl: string;
   /** Where a Redis that atomflow starts itself keeps its append-only file. */
@@ -48,6 +50,15 @@ export interface Config {
   limits: LimitsConfig;
   /** Origins allowed to call from a browser (CORS_ORIGINS); also allowed to open the WebSocket. */
   corsOrigins: string[];
+}
+
+/** Seed nodes of a Redis Cluster, and what every node connection uses (from the first URL-form seed). */
+export interface RedisClusterConfig {
+  nodes: { host: string; port: number }[];
+  username: string | null;
+  password: string | null;
+  /** rediss:// seeds: TLS to every node. */
+  tls: boolean;
 }
 
 export interface AuthConfig {
@@ -144,8 +155,42 @@ function redisUrlVar(env: Env, name: string): string | null {
   return value;
 }
 
+/**
+ * REDIS_CLUSTER_NODES: comma-separated seeds, each `host:port` or a `redis://` / `rediss://` URL.
+ * Credentials and TLS are those of the URL-form seeds (they must agree) and apply to every node the
+ * cluster client finds, as REDIS_URL's do to its one server.
+ */
+function redisClusterVar(env: Env): RedisClusterConfig | null {
+  const raw = env.REDIS_CLUSTER_NODES?.trim();
+  if (!raw) return null;
+  const fail = (why: string): never => {
+    throw new ConfigError(`REDIS_CLUSTER_NODES must be comma-separated host:port seeds (or redis:// URLs) such as 10.0.0.1:7000,10.0.0.2:7000; ${why}`);
+  };
+  const nodes: RedisClusterConfig['nodes'] = [];
+  let auth: { username: string | null; password: string | null; tls: boolean } | null = null;
+  for (const seed of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
+    let url: URL;
+    try {
+      url = new URL(/^[a-z]+:\/\//i.test(seed) ? seed : `redis://${seed}`);
+    } catch {
+      return fail(`"${seed}" is not one`);
+    }
+    if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') fail(`"${seed}" must start with redis:// or rediss://`);
+    if (!url.hostname || !url.port || (url.pathname !== '' && url.pathname !== '/')) fail(`"${seed}" needs a host and a port, and nothing after them`);
+    nodes.push({ host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port) });
+    if (!/^[a-z]+:\/\//i.test(seed)) continue;
+    const these = { username: decodeURIComponent(url.username) || null, password: decodeURIComponent(url.password) || null, tls: url.protocol === 'rediss:' };
+    if (auth && JSON.stringify(auth) !== JSON.stringify(these)) fail('its URL-form seeds have different credentials or schemes');
+    auth = these;
+  }
+  if (nodes.length === 0) fail('it lists none');
+  return { nodes, ...(auth ?? { username: null, password: null, tls: false }) };
+}
+
 export function readConfig(env: Env = process.env): Config {
   const redisUrl = redisUrlVar(env, 'REDIS_URL');
+  const redisCluster = redisClusterVar(env);
+  if (redisUrl && redisCluster) throw new ConfigError('set REDIS_URL (one Redis) or REDIS_CLUSTER_NODES (a Redis Cluster), not both');
   const localRedisUrl = redisUrlVar(env, 'LOCAL_REDIS_URL') ?? 'redis://127.0.0.1:6379';
   const tenants = (env.WORKER_TENANTS ?? '').split(',').map((t) => t.trim()).filter(Boolean);
   if (tenants.some((t) => !ID_PATTERN.test(t))) {
@@ -166,6 +211,7 @@ export function readConfig(env: Env = process.env): Config {
     port: integer(env, 'PORT', 4000, 0, 65535),
     host: env.HOST?.trim() || '127.0.0.1',
     redisUrl,
+    redisCluster,
     localRedisUrl,
     dataDir: env.DATA_DIR?.trim() || './data',
     worker: {

@@ -6,6 +6,7 @@ import { createLog, flushLogs } from './log.js';
 import { createServer } from './server.js';
 import { startupFailureLine } from './startup.js';
 import { DEFAULT_TENANT } from './graphql/context.js';
+import { describeTarget } from './redis/client.js';
 
 async function main(): Promise<void> {
   const config = readConfig();
@@ -44,7 +45,7 @@ async function main(): Promise<void> {
   if (config.playground) log(`playground (open in a browser): ${server.url}`);
   log(`metrics (Prometheus): ${new URL('/metrics', server.url).href}`);
   log(`subscriptions (graphql-ws): ${server.wsUrl}`);
-  log(`redis: ${server.redisUrl}; scheduler worker ${server.worker ? 'on' : 'off'}`);
+  log(`redis: ${describeTarget(server.redisTarget)}; scheduler worker ${server.worker ? 'on' : 'off'}`);
   if (server.auth.devSecretFile && server.devToken) {
     // outside production with no key configured: a ready-to-use token, signed with the development secret
     log(`no AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY: signing with the development secret in ${server.auth.devSecretFile}`);

@@ -14,7 +14,6 @@ import { ApolloServer, HeaderMap, type HTTPGraphQLRequest, type HTTPGraphQLRespo
 import type { GraphQLFormattedError } from 'graphql';
 import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
-import { Redis } from 'ioredis';
 import { engineOptions, type Config } from './config.js';
 import { Engine } from './app/engine.js';
 import { authenticatedContext, DEFAULT_TENANT, type GraphQLContext } from './graphql/context.js';
@@ -33,10 +32,11 @@ import { createEventRelay, type EventRelay } from './events/relay.js';
 import { TenantEvents } from './events/tenant-events.js';
 import { createSubscriptionSharing, type SubscriptionSharing } from './events/shared-subscriptions.js';
 import { addRedisGauges, addSubscriptionGauges, openSockets, redisGauges, registry } from './metrics.js';
+import { connectRedis, isCluster, type RedisClient, type RedisTarget } from './redis/client.js';
 import { resolveRedis } from './redis/connect.js';
 import { redisTrouble } from './redis/replies.js';
 import { httpRequestPlugin } from './graphql/http-plugins.js';
-import { loadFunctions } from './redis/functions.js';
+import { loadFunctions, reloadFunctions } from './redis/functions.js';
 import { StartupError } from './startup.js';
 import { createWebUi } from './webui.js';
 import { SchedulerWorker } from './worker/scheduler.worker.js';
@@ -50,7 +50,10 @@ export interface RunningServer {
   /** ws://host:port/graphql */
   wsUrl: string;
   port: number;
+  /** The one Redis' URL; on a cluster, the first seed's. */
   redisUrl: string;
+  /** What the server connects to: that URL, or the cluster's seeds (src/redis/client.ts connectRedis). */
+  redisTarget: RedisTarget;
   engine: Engine;
   worker: SchedulerWorker | null;
   /** Verifies tokens; signs them too with a shared secret (AUTH_JWT_SECRET or the development one). */
@@ -70,7 +73,7 @@ export interface RunningServer {
  * Loads the functions and the built-in order machine of the `default` tenant (other tenants get it at
  * their first request, see prepareTenant); run at start and after every reconnect.
  */
-async function prepareRedis(redis: Redis, engine: Engine, log: Log): Promise<void> {
+async function prepareRedis(redis: RedisClient, engine: Engine, log: Log): Promise<void> {
   await loadFunctions(redis, { log });
   await engine.workflows.ensureOrderMachine(DEFAULT_TENANT);
 }
@@ -107,13 +110,13 @@ export async function createServer(config: Config, options: ServerOptions = {}):
 
 async function startServer(config: Config, options: ServerOptions, release: (() => Promise<unknown> | unknown)[]): Promise<RunningServer> {
   const log = options.log ?? createLog(config.logLevel, config.logFormat);
-  const resolved = await resolveRedis({ redisUrl: config.redisUrl, localUrl: config.localRedisUrl, dataDir: config.dataDir, log });
+  const resolved = await resolveRedis({ redisCluster: config.redisCluster, redisUrl: config.redisUrl, localUrl: config.localRedisUrl, dataDir: config.dataDir, log });
   release.push(() => resolved.stop());
   // after Redis is found: a start that cannot find one leaves DATA_DIR alone
   const auth = await createAuthenticator(config.auth, config.dataDir);
   // Commands fail fast while Redis is away, and the client keeps reconnecting. No auto-pipelining:
   // with many concurrent FCALLs it cut process_order throughput from ~7k to ~4.5k/s (npm run bench).
-  const redis = new Redis(resolved.url, { maxRetriesPerRequest: 1 });
+  const redis = connectRedis(resolved.target, { maxRetriesPerRequest: 1 });
   release.push(() => redis.disconnect());
   let redisErrorLogged = false;
   redis.on('error', (err) => {
@@ -147,9 +150,16 @@ async function startServer(config: Config, options: ServerOptions, release: (() 
       (err: Error) => log(`redis: could not load functions after reconnect: ${err.message}`),
     );
   });
+  // A primary the cluster client meets for the first time (added, or a replica promoted by a
+  // failover) may hold no functions or older ones.
+  if (isCluster(redis)) {
+    redis.on('+node', () => {
+      reloadFunctions(redis, log).catch((err: Error) => log(`redis: could not load functions on a new cluster node: ${err.message}`));
+    });
+  }
 
   const errorFormat = { log, development: config.nodeEnv === 'development' };
-  const relay = createEventRelay(resolved.url, redis, { maxQueuedBytes: config.subscriptionMaxQueuedBytes, log });
+  const relay = createEventRelay(resolved.target, redis, { maxQueuedBytes: config.subscriptionMaxQueuedBytes, log });
   release.push(() => relay.close());
   const events = new TenantEvents(relay);
   const schema = await buildGraphQLSchema();
@@ -319,6 +329,7 @@ async function startServer(config: Config, options: ServerOptions, release: (() 
     wsUrl: `ws://${hostForUrl}:${port}${GRAPHQL_PATH}`,
     port,
     redisUrl: resolved.url,
+    redisTarget: resolved.target,
     engine,
     worker,
     auth,
@@ -400,7 +411,7 @@ function listen(httpServer: http.Server, port: number, host: string): Promise<vo
  * Returns why not, or null; an error that says nothing about that (an ACL without EVAL) counts as yes
  * once PING answers.
  */
-async function writeProbe(redis: Redis): Promise<string | null> {
+async function writeProbe(redis: RedisClient): Promise<string | null> {
   try {
     await redis.call('EVAL', '#!lua\nreturn 1', '0');
     return null;

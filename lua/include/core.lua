@@ -130,12 +130,18 @@ local function event_context(args)
   }
 end
 
--- Appends one event to the tenant's stream and PUBLISHes it, with its stream id, on `channel`.
+-- Appends one event to the tenant's stream and publishes it, with its stream id, on `channel`.
 -- `body` is the event as a JSON object text; the published message is the same object with
--- "eventId" first.
+-- "eventId" first. A channel given as `sharded:<name>` (Redis Cluster) is published with SPUBLISH:
+-- <name> carries the tenant's hash tag, so only the shard owning the tenant's slot carries it.
 local function emit_event(k, ctx, channel, event_type, body)
   local id = redis.call('XADD', k.events, 'MAXLEN', '~', ctx.maxlen, '*', 'type', event_type, 'data', body)
-  redis.call('PUBLISH', channel, '{"eventId":' .. cjson.encode(id) .. ',' .. body:sub(2))
+  local message = '{"eventId":' .. cjson.encode(id) .. ',' .. body:sub(2)
+  if channel:sub(1, 8) == 'sharded:' then
+    redis.call('SPUBLISH', channel:sub(9), message)
+  else
+    redis.call('PUBLISH', channel, message)
+  end
   return id
 end
 

@@ -2,7 +2,7 @@
  * The engine: the one way the rest of atomflow talks to Redis. One typed engine per area, each with
  * one method per Redis Function in lua/<area>.lua.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/client.js';
 import { DEFAULT_ENGINE_OPTIONS, EngineContext, type EngineOptions } from '../engine/context.js';
 import { WorkflowEngine } from '../workflows/workflows.engine.js';
 import { SchedulerEngine } from '../scheduler/scheduler.engine.js';
@@ -16,7 +16,7 @@ export class Engine {
   readonly orders: OrderEngine;
   readonly sagas: SagaEngine;
 
-  constructor(redis: Redis, options: Partial<EngineOptions> = {}) {
+  constructor(redis: RedisClient, options: Partial<EngineOptions> = {}) {
     this.context = new EngineContext(redis, { ...DEFAULT_ENGINE_OPTIONS, ...options });
     this.workflows = new WorkflowEngine(this.context);
     this.scheduler = new SchedulerEngine(this.context);

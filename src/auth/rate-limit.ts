@@ -6,14 +6,14 @@
  */
 import { GraphQLError } from 'graphql';
 import { HeaderMap } from '@apollo/server';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/client.js';
 import { fcall } from '../redis/replies.js';
 import { rateLimitKey } from '../redis/keys.js';
 import type { Principal } from './tokens.js';
 
 export class RateLimiter {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly options: { ratePerSecond: number; rateBurst: number },
   ) {}
 

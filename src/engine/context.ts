@@ -7,7 +7,7 @@
  * against what is stored and answers STALE_KEYS if they disagree (say the data was flushed and the id
  * reused); withWorkflowRoute then re-reads and retries once.
  */
-import type { Redis } from 'ioredis';
+import { isCluster, type RedisClient } from '../redis/client.js';
 import { tenantKeys, type TenantKeys } from '../redis/keys.js';
 import { fcallReadOnly } from '../redis/replies.js';
 import { EngineError } from '../core/errors.js';
@@ -44,11 +44,15 @@ const TENANT_CACHE_LIMIT = 10_000;
 export class EngineContext {
   private readonly routes = new Map<string, WorkflowRoute>();
   private readonly tenantKeyBuilders = new Map<string, TenantKeys>();
+  /** On a cluster the functions SPUBLISH (lua/include/core.lua emit_event; README, "Events on a cluster"). */
+  private readonly channelArg: (channel: string) => string;
 
   constructor(
-    readonly redis: Redis,
+    readonly redis: RedisClient,
     readonly options: EngineOptions = DEFAULT_ENGINE_OPTIONS,
-  ) {}
+  ) {
+    this.channelArg = isCluster(redis) ? (channel) => `sharded:${channel}` : (channel) => channel;
+  }
 
   /** The key builder of a tenant; built once per tenant (it validates the tenant id). */
   keys(tenant: string): TenantKeys {
@@ -63,7 +67,7 @@ export class EngineContext {
 
   /** ARGV[1..4] of every function that writes a workflow (see lua/include/core.lua). */
   eventArgs(k: TenantKeys): (string | number)[] {
-    return [k.workflowChannel(), k.ordersChannel(), this.options.streamMaxLen, this.options.retentionTerminalMs];
+    return [this.channelArg(k.workflowChannel()), this.channelArg(k.ordersChannel()), this.options.streamMaxLen, this.options.retentionTerminalMs];
   }
 
   /** KEYS for a function writing this workflow, from its route. */

@@ -18,8 +18,15 @@
  *   read (graphql-ws awaits each socket write, so a full socket stops the pulls) makes its queue grow
  *   until the listener ends with SUBSCRIPTION_LAGGING and the last eventId it delivered, from which the
  *   client resumes. Server memory stays bounded whatever a client does.
+ * - On a Redis Cluster the functions SPUBLISH (sharded pub/sub: a tenant's channels carry its hash tag,
+ *   so only the primary owning the tenant's slot carries its messages; README, "Events on a cluster").
+ *   The relay then keeps one subscriber connection per primary that owns a subscribed channel's slot
+ *   and SSUBSCRIBEs each channel there. When the slot moves (resharding, failover) Redis drops the
+ *   subscription, or the client's slot map changes: the channel is subscribed on its new owner and
+ *   the gap is filled from the stream, which moved with the slot, exactly as after a reconnect.
  */
 import { Redis, type RedisOptions } from 'ioredis';
+import { isCluster, keySlot, nodeKey, ownerOf, slotOwner, type RedisClient, type RedisTarget } from '../redis/client.js';
 import { EngineError } from '../core/errors.js';
 import { eventsDropped, eventsRelayed } from '../metrics.js';
 import { compareStreamIds, formatStreamId, parseAfter, parseStreamId, type StreamId } from './stream-id.js';
@@ -81,8 +88,10 @@ export interface EventRelayStats {
 }
 
 export interface EventRelay {
-  /** The connection in SUBSCRIBE mode. */
-  subscriber: Redis;
+  /** The connection in SUBSCRIBE mode (on a cluster: the first one opened, to one primary). */
+  readonly subscriber: Redis;
+  /** The connection `channel` is subscribed on now (on a cluster: to the primary owning its slot), or null. */
+  subscriberFor(channel: string): Redis | null;
   listen(source: EventSource, options?: ListenOptions): AsyncIterableIterator<RelayedEvent>;
   /** Client subscriptions on `channel` in this process that receive every event published from now on. */
   listenerCount(channel: string): number;
@@ -102,6 +111,23 @@ const DEFAULT_PAGE_SIZE = 500;
 const REPLAY_PAGE_SIZE = 100;
 /** Messages held while a gap is filled; past this the channel's listeners lag. */
 const MAX_HELD_MESSAGES = 50_000;
+/** An SSUBSCRIBE not answered within this is tried again (ioredis never settles one that met MOVED). */
+const SUBSCRIBE_TIMEOUT_MS = 2000;
+
+/** One subscriber connection, and how channels are subscribed on it. */
+interface Link {
+  readonly conn: Redis;
+  subscribe(channel: string): Promise<unknown>;
+  unsubscribe(channel: string): Promise<unknown>;
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
 
 /** Which channel an event of the stream belongs to, from its stream `type` field. */
 export function eventKindOf(type: string): EventKind | null {
@@ -144,22 +170,65 @@ function laggingError(lastEventId: string | null): EngineError {
   );
 }
 
-export function createEventRelay(redisUrl: string, reader: Redis, options: EventRelayOptions = {}): EventRelay {
+export function createEventRelay(target: RedisTarget, reader: RedisClient, options: EventRelayOptions = {}): EventRelay {
   const maxQueuedBytes = options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
   const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
   const log = options.log ?? (() => {});
-  // Resubscribing is ours to do (with the gap fill), not ioredis'.
-  const subscriber = new Redis(redisUrl, { ...options.redisOptions, autoResubscribe: false });
-  subscriber.on('error', () => {});
+  const cluster = isCluster(reader) ? reader : null;
+  if ((typeof target === 'string') === (cluster !== null)) throw new Error('the event relay needs a cluster client for a cluster, a Redis client for one Redis');
   const channels = new Map<string, Channel>();
   const stats = { relayed: 0, lagging: 0 };
   let closed = false;
+  /** Subscriber connections: the one of a single Redis, or one per primary (by host:port) on a cluster. */
+  const links = new Map<string, Link>();
+
+  /** Opens a subscriber connection; resubscribing is ours to do (with the gap fill), not ioredis'. */
+  function openLink(key: string, conn: Redis, sharded: boolean): Link {
+    conn.on('error', (err: Error) => {
+      // Redis dropped a sharded subscription because the slot left this node (resharding,
+      // failover); ioredis reports that push as an error. Subscribe where the slot lives now.
+      const dropped = /Last reply: sunsubscribe,(.+),\d+$/.exec(err.message)?.[1];
+      if (dropped) void channels.get(dropped)?.refill();
+    });
+    conn.on(sharded ? 'smessage' : 'message', (name: string, text: string) => channels.get(name)?.onMessage(text));
+    let wasReady = false;
+    conn.on('ready', () => {
+      if (wasReady) for (const channel of channels.values()) if (channel.link?.conn === conn) void channel.refill();
+      wasReady = true;
+    });
+    const link: Link = sharded
+      ? { conn, subscribe: (c) => withTimeout(conn.ssubscribe(c), SUBSCRIBE_TIMEOUT_MS, `subscribing ${c}`), unsubscribe: (c) => conn.sunsubscribe(c) }
+      : { conn, subscribe: (c) => conn.subscribe(c), unsubscribe: (c) => conn.unsubscribe(c) };
+    links.set(key, link);
+    return link;
+  }
+
+  const single = typeof target === 'string' ? openLink('', new Redis(target, { ...options.redisOptions, autoResubscribe: false }), false) : null;
+
+  /** The connection a channel is subscribed on now: the one, or the one to the primary owning its slot. */
+  async function linkFor(channel: Channel, refresh: boolean): Promise<Link> {
+    if (single) return single;
+    channel.slot ??= keySlot(channel.source.channel);
+    const owner = await slotOwner(cluster!, channel.slot, refresh);
+    const existing = links.get(owner);
+    if (existing) return existing;
+    const node = cluster!.nodes('master').find((n) => nodeKey(n) === owner);
+    const conn = new Redis({ ...cluster!.options.redisOptions, ...options.redisOptions, host: node?.options.host, port: node?.options.port, autoResubscribe: false });
+    return openLink(owner, conn, true);
+  }
+
+  // the slot map changed (a MOVED, a node added or failed over): channels whose slot moved follow it
+  cluster?.on('refresh', () => {
+    for (const channel of channels.values()) {
+      if (channel.subscribed && channel.slot !== null && links.get(ownerOf(cluster, channel.slot) ?? '') !== channel.link) void channel.refill();
+    }
+  });
 
   async function readPage(stream: string, after: StreamId, count = pageSize): Promise<StreamEntry[]> {
     return (await reader.xrange(stream, `(${formatStreamId(after)}`, '+', 'COUNT', count)) as StreamEntry[];
   }
 
-  function whenReady(): Promise<void> {
+  function whenReady(subscriber: Redis): Promise<void> {
     if (closed) return Promise.reject(new Error('the event relay is closed'));
     if (subscriber.status === 'ready') return Promise.resolve();
     return new Promise((resolve, reject) => {
@@ -176,13 +245,29 @@ export function createEventRelay(redisUrl: string, reader: Redis, options: Event
     });
   }
 
+  /** Subscribes `channel` on the connection that carries it now; that connection. */
+  async function subscribeOn(channel: Channel, refresh: boolean): Promise<Link> {
+    if (closed) throw new Error('the event relay is closed');
+    const link = await linkFor(channel, refresh);
+    await whenReady(link.conn);
+    if (channel.link && channel.link !== link) channel.link.unsubscribe(channel.source.channel).catch(() => {});
+    channel.link = link;
+    await link.subscribe(channel.source.channel);
+    return link;
+  }
+
   class Channel {
     readonly listeners = new Set<Listener>();
     /** The last event id passed on (or the stream's tail when the channel was subscribed). */
     lastId: StreamId | null = null;
     subscribed = false;
     filling = false;
+    /** Asked to refill while filling (the slot moved again): fill once more after this one. */
+    refillAgain = false;
     held: string[] = [];
+    /** The connection it is subscribed on, and (cluster) its hash slot. */
+    link: Link | null = null;
+    slot: number | null = null;
     readonly live: Promise<void>;
 
     constructor(readonly source: EventSource) {
@@ -191,8 +276,7 @@ export function createEventRelay(redisUrl: string, reader: Redis, options: Event
     }
 
     private async establish(): Promise<void> {
-      await whenReady();
-      await subscriber.subscribe(this.source.channel);
+      await subscribeOn(this, false);
       // The gap fill after a reconnect starts from here when nothing was relayed yet.
       const tail = (await reader.xrevrange(this.source.stream, '+', '-', 'COUNT', 1)) as StreamEntry[];
       const tailId = tail[0] ? parseStreamId(tail[0][0]) : null;
@@ -220,11 +304,17 @@ export function createEventRelay(redisUrl: string, reader: Redis, options: Event
 
     /** After a reconnect: subscribe again, then pass on what the stream has past lastId. */
     async refill(): Promise<void> {
-      if (!this.subscribed || this.filling) return;
+      if (!this.subscribed) return;
+      if (this.filling) {
+        this.refillAgain = true;
+        return;
+      }
       this.filling = true;
+      let attempt = 0;
       while (!closed && this.listeners.size > 0) {
         try {
-          await subscriber.subscribe(this.source.channel);
+          this.refillAgain = false;
+          await subscribeOn(this, attempt++ > 0);
           let cursor = this.lastId ?? ([0n, 0n] as StreamId);
           for (;;) {
             const page = await readPage(this.source.stream, cursor);
@@ -236,7 +326,7 @@ export function createEventRelay(redisUrl: string, reader: Redis, options: Event
             }
             if (page.length < pageSize) break;
           }
-          break;
+          if (!this.refillAgain) break;
         } catch (err) {
           log(`events: filling the gap on ${this.source.channel} failed (${(err as Error).message}); retrying`);
           await new Promise((r) => setTimeout(r, 250));
@@ -255,7 +345,7 @@ export function createEventRelay(redisUrl: string, reader: Redis, options: Event
       this.listeners.delete(listener);
       if (this.listeners.size > 0 || channels.get(this.source.channel) !== this) return;
       channels.delete(this.source.channel);
-      if (this.subscribed && !closed) subscriber.unsubscribe(this.source.channel).catch(() => {});
+      if (this.subscribed && !closed) this.link?.unsubscribe(this.source.channel).catch(() => {});
     }
   }
 
@@ -440,15 +530,12 @@ export function createEventRelay(redisUrl: string, reader: Redis, options: Event
     }
   }
 
-  subscriber.on('message', (name: string, text: string) => channels.get(name)?.onMessage(text));
-  let wasReady = false;
-  subscriber.on('ready', () => {
-    if (wasReady) for (const channel of channels.values()) void channel.refill();
-    wasReady = true;
-  });
-
   return {
-    subscriber,
+    get subscriber(): Redis {
+      const first = links.values().next().value;
+      if (!first) throw new Error('the event relay has no subscriber connection yet (a cluster opens them as channels are subscribed)');
+      return first.conn;
+    },
     listen(source, listenOptions = {}) {
       let channel = channels.get(source.channel);
       if (!channel) {
@@ -456,6 +543,9 @@ export function createEventRelay(redisUrl: string, reader: Redis, options: Event
         channels.set(source.channel, channel);
       }
       return new Listener(channel, listenOptions.after ?? null, listenOptions.filter ?? (() => true), listenOptions.subscribers ?? (() => 1));
+    },
+    subscriberFor(name) {
+      return channels.get(name)?.link?.conn ?? null;
     },
     listenerCount(name) {
       const channel = channels.get(name);
@@ -483,7 +573,7 @@ export function createEventRelay(redisUrl: string, reader: Redis, options: Event
       for (const channel of [...channels.values()]) for (const listener of [...channel.listeners]) void listener.return();
       channels.clear();
       // disconnect rather than QUIT: a QUIT to a Redis that is down would wait for it
-      subscriber.disconnect();
+      for (const link of links.values()) link.conn.disconnect();
     },
   };
 }

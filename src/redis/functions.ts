@@ -11,11 +11,16 @@
  * with a higher version is never replaced (two atomflow versions on one Redis: the newer one keeps
  * its functions instead of both replacing each other at every start); the same version with other
  * code is replaced (a development change: bump the version with every release that changes Lua).
+ *
+ * On a Redis Cluster each primary holds its own functions: they are loaded on every primary (slot-less
+ * ones included), at start and again when the topology changes or a call meets a primary without
+ * them (src/redis/replies.ts retries such a call once after loading).
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import type { Redis } from 'ioredis';
+import { isCluster, onEveryPrimary, type RedisClient } from './client.js';
 import { luaLimits } from '../limits.js';
 
 export const LUA_DIR = fileURLToPath(new URL('../../lua/', import.meta.url));
@@ -142,11 +147,27 @@ async function serverLibraries(redis: Redis): Promise<Map<string, string>> {
 }
 
 export async function loadFunctions(
-  redis: Redis,
+  client: RedisClient,
   options: { dir?: string; log?: (line: string) => void } = {},
 ): Promise<LoadReport> {
-  await assertRedisVersion(redis);
   const libraries = await readLibraries(options.dir);
+  const reports = await onEveryPrimary(client, async (node, address) => {
+    const report = await loadOnNode(node, libraries);
+    options.log?.(`redis functions${isCluster(client) ? ` on ${address}` : ''}: ${describeReport(report)}`);
+    return report;
+  });
+  // what any node needed (one server: its report)
+  const union = (pick: (r: LoadReport) => string[]) => [...new Set(reports.flatMap(pick))];
+  return { loaded: union((r) => r.loaded), unchanged: union((r) => r.unchanged), newerOnServer: union((r) => r.newerOnServer) };
+}
+
+function describeReport(report: LoadReport): string {
+  const newer = report.newerOnServer.length ? `; kept the newer version on the server of ${report.newerOnServer.join(', ')}` : '';
+  return `loaded ${report.loaded.join(', ') || 'none'}; unchanged ${report.unchanged.join(', ') || 'none'}${newer}`;
+}
+
+async function loadOnNode(redis: Redis, libraries: LibrarySource[]): Promise<LoadReport> {
+  await assertRedisVersion(redis);
   const onServer = await serverLibraries(redis);
   const report: LoadReport = { loaded: [], unchanged: [], newerOnServer: [] };
   for (const lib of libraries) {
@@ -168,11 +189,21 @@ export async function loadFunctions(
     }
     report.loaded.push(lib.name);
   }
-  const newer = report.newerOnServer.length
-    ? `; kept the newer version on the server of ${report.newerOnServer.join(', ')}`
-    : '';
-  options.log?.(
-    `redis functions: loaded ${report.loaded.join(', ') || 'none'}; unchanged ${report.unchanged.join(', ') || 'none'}${newer}`,
-  );
   return report;
+}
+
+/** Loads done or under way, per client: callers that meet a missing function at once share one load. */
+const reloads = new WeakMap<RedisClient, Promise<unknown>>();
+
+/**
+ * Loads the functions again (on every primary), once for all the calls that ask meanwhile. For a call
+ * that answered `Function not found`: a primary added to the cluster, or a Redis restarted empty.
+ */
+export function reloadFunctions(client: RedisClient, log?: (line: string) => void): Promise<unknown> {
+  let pending = reloads.get(client);
+  if (!pending) {
+    pending = loadFunctions(client, { log }).finally(() => reloads.delete(client));
+    reloads.set(client, pending);
+  }
+  return pending;
 }

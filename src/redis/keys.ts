@@ -71,7 +71,11 @@ export function tenantKeys(tenant: string) {
     scheduleKeys: (entryId: string) => [keys.scheduleEntry(entryId), keys.scheduleDue(), keys.scheduleIndex(), keys.scheduleIndexByStatus()],
     /** The stored outcome of an idempotent request (depositFunds, restockProduct) by its requestId. */
     request: (requestId: string) => withId('request', requestId, 'requestId'),
-    /** Channels are not keys (pub/sub is cluster-wide), but their names are made here too. */
+    /**
+     * Channels are not keys, but their names are made here too. They carry the tenant's hash tag:
+     * on a cluster they are sharded channels (SPUBLISH) in the tenant's slot, on the shard that runs
+     * the tenant's functions.
+     */
     workflowChannel: () => `${base}:events:workflows`,
     ordersChannel: () => `${base}:events:orders`,
 

@@ -280,6 +280,7 @@ export async function joinPrivateRedis(options: { dataDir: string; binary: strin
   let left: Promise<void> | null = null;
   return {
     url: joined.record.url,
+    target: joined.record.url,
     source: joined.started ? 'started' : 'shared',
     async announce(graphqlUrl: string) {
       await writeFile(path.join(dir, USERS_DIR, String(process.pid)), userEntry(graphqlUrl));

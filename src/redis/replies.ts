@@ -2,7 +2,8 @@
  * Calling a Redis Function and decoding its reply: the one place where raw replies become typed
  * values and error replies (`CODE human message`) become EngineErrors carrying their code.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './client.js';
+import { reloadFunctions } from './functions.js';
 import { ENGINE_ERROR_CODES, EngineError, type EngineErrorCode } from '../core/errors.js';
 import { redisFunctionDuration, redisFunctionErrors } from '../metrics.js';
 
@@ -85,28 +86,56 @@ function decode<T>(reply: unknown, name: string): T {
   return JSON.parse(reply) as T;
 }
 
+/**
+ * A call that met a primary without atomflow's functions (added to the cluster, or restarted empty)
+ * ran nothing there: load them (every primary) and run it once more.
+ */
+function isFunctionMissing(err: unknown): boolean {
+  return err instanceof Error && err.name === 'ReplyError' && /^ERR Function not found/.test(err.message);
+}
+
+async function retryIfFunctionMissing<T>(redis: RedisClient, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    if (!isFunctionMissing(err)) throw err;
+    await reloadFunctions(redis);
+    return call();
+  }
+}
+
 /** FCALL a write function; its reply is JSON. */
-export async function fcall<T>(redis: Redis, name: string, keys: string[], args: (string | number)[]): Promise<T> {
-  return timed(name, async () => decode<T>(await redis.call('FCALL', FUNCTION_PREFIX + name, keys.length, ...keys, ...args), name));
+export async function fcall<T>(redis: RedisClient, name: string, keys: string[], args: (string | number)[]): Promise<T> {
+  return timed(name, async () =>
+    decode<T>(await retryIfFunctionMissing(redis, () => redis.call('FCALL', FUNCTION_PREFIX + name, keys.length, ...keys, ...args)), name),
+  );
 }
 
 /** FCALL_RO a `no-writes` function (may run on a replica). */
-export async function fcallReadOnly<T>(redis: Redis, name: string, keys: string[], args: (string | number)[]): Promise<T> {
-  return timed(name, async () => decode<T>(await redis.call('FCALL_RO', FUNCTION_PREFIX + name, keys.length, ...keys, ...args), name));
+export async function fcallReadOnly<T>(redis: RedisClient, name: string, keys: string[], args: (string | number)[]): Promise<T> {
+  return timed(name, async () =>
+    decode<T>(await retryIfFunctionMissing(redis, () => redis.call('FCALL_RO', FUNCTION_PREFIX + name, keys.length, ...keys, ...args)), name),
+  );
 }
 
 /** The same FCALL_RO for many calls in one round trip; each result is a value or an EngineError. */
 export async function fcallReadOnlyMany<T>(
-  redis: Redis,
+  redis: RedisClient,
   name: string,
   calls: { keys: string[]; args: (string | number)[] }[],
 ): Promise<T[]> {
   if (calls.length === 0) return [];
-  const pipeline = redis.pipeline();
-  for (const c of calls) pipeline.call('FCALL_RO', FUNCTION_PREFIX + name, c.keys.length, ...c.keys, ...c.args);
+  const run = async () => {
+    const pipeline = redis.pipeline();
+    for (const c of calls) pipeline.call('FCALL_RO', FUNCTION_PREFIX + name, c.keys.length, ...c.keys, ...c.args);
+    const results = (await pipeline.exec()) ?? [];
+    const missing = results.find(([err]) => isFunctionMissing(err));
+    if (missing) throw missing[0];
+    return results;
+  };
   // one pipeline is timed once: its latency is the round trip the caller waits for
   return timed(name, async () => {
-    const results = (await pipeline.exec()) ?? [];
+    const results = await retryIfFunctionMissing(redis, run);
     return results.map(([err, reply]) => {
       if (err) throw toEngineError(err);
       return decode<T>(reply, name);

@@ -5,21 +5,20 @@
  * redis-server of DATA_DIR, which it shares with the servers on that directory (starting it if it is
  * the first process there).
  */
-import { Redis } from 'ioredis';
 import { engineOptions, readConfig } from '../config.js';
 import { Engine } from '../app/engine.js';
 import { createLog, flushLogs } from '../log.js';
+import { connectRedis, describeTarget, isCluster } from '../redis/client.js';
 import { resolveRedis } from '../redis/connect.js';
-import { loadFunctions } from '../redis/functions.js';
+import { loadFunctions, reloadFunctions } from '../redis/functions.js';
 import { startupFailureLine } from '../startup.js';
 import { SchedulerWorker } from './scheduler.worker.js';
 
 async function main(): Promise<void> {
   const config = readConfig();
   const log = createLog(config.logLevel, config.logFormat);
-  const resolved = await resolveRedis({ redisUrl: config.redisUrl, localUrl: config.localRedisUrl, dataDir: config.dataDir, log });
-  const url = resolved.url;
-  const redis = new Redis(url, { maxRetriesPerRequest: 1 });
+  const resolved = await resolveRedis({ redisCluster: config.redisCluster, redisUrl: config.redisUrl, localUrl: config.localRedisUrl, dataDir: config.dataDir, log });
+  const redis = connectRedis(resolved.target, { maxRetriesPerRequest: 1 });
   // the worker says when Redis goes away and when it returns; the client's own errors stay quiet
   redis.on('error', () => {});
   try {
@@ -33,6 +32,8 @@ async function main(): Promise<void> {
   redis.on('ready', () => {
     loadFunctions(redis, { log }).catch((err: Error) => log(`redis: could not load functions after reconnect: ${err.message}`));
   });
+  // a primary added to the cluster, or promoted by a failover: it may lack the functions
+  if (isCluster(redis)) redis.on('+node', () => void reloadFunctions(redis, log).catch(() => {}));
   const worker = new SchedulerWorker(new Engine(redis, engineOptions(config)), {
     tenants: config.worker.tenants,
     redis,
@@ -42,7 +43,7 @@ async function main(): Promise<void> {
     log,
   });
   worker.start();
-  log(`scheduler worker running on ${url} for ${config.worker.tenants ? `tenants ${config.worker.tenants.join(', ')}` : 'every tenant with due entries'} (tick ${config.worker.tickMs} ms)`);
+  log(`scheduler worker running on ${describeTarget(resolved.target)} for ${config.worker.tenants ? `tenants ${config.worker.tenants.join(', ')}` : 'every tenant with due entries'} (tick ${config.worker.tickMs} ms)`);
 
   const shutdown = (signal: string) => {
     log(`${signal}: stopping the worker`);

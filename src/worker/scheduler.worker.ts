@@ -6,7 +6,8 @@
  * takes effect exactly once even when a worker dies between claim and apply (its lease runs out and
  * another worker claims the entry again).
  */
-import type { Redis } from 'ioredis';
+import { Cluster, type Redis } from 'ioredis';
+import type { RedisClient } from '../redis/client.js';
 import type { SchedulerEngine } from '../scheduler/scheduler.engine.js';
 import { acrossTenants } from '../redis/keys.js';
 import { assertId, assertInt, MAX_INT32 } from '../core/validation.js';
@@ -25,8 +26,8 @@ export interface SchedulerWorkerOptions {
    * entries by itself, scanning `redis` for their due sets; with neither, ['default'].
    */
   tenants?: string[] | null;
-  /** Where to scan for tenants with due entries when `tenants` is not given. */
-  redis?: Pick<Redis, 'scan'>;
+  /** Where to scan for tenants with due entries when `tenants` is not given (a cluster: every primary). */
+  redis?: Pick<Redis, 'scan'> | RedisClient;
   /** Pause between the end of one tick and the start of the next, in ms. Default 250. */
   tickMs?: number;
   /** How long a claim keeps an entry from other workers, in ms. Default 30000. */
@@ -58,11 +59,14 @@ export class SchedulerWorker {
   /** Why Redis cannot serve, while it cannot: logged once when it goes, once when it returns. */
   private redisDown: string | null = null;
 
-  private readonly redis: Pick<Redis, 'scan'> | null;
+  private readonly redis: Pick<Redis, 'scan'> | RedisClient | null;
   /** Tenants seen with a due set in the last full scan, and in the scan under way. */
   private known = new Set<string>();
   private scanning = new Set<string>();
   private scanCursor = '0';
+  /** The nodes the scan under way goes through one after the other (one Redis: itself), and which one it is on. */
+  private scanNodes: Pick<Redis, 'scan'>[] = [];
+  private scanNode = 0;
 
   constructor(
     private readonly engine: { readonly scheduler: Pick<SchedulerEngine, 'claimDue' | 'apply'> },
@@ -186,24 +190,36 @@ export class SchedulerWorker {
    * Tenants that have a due set, found by SCAN over the due-set key pattern (src/redis/keys.ts). A
    * tick runs at most SCAN_CALLS_PER_TICK calls and goes on from there at the next tick, so one tick
    * stays cheap however large the keyspace; tenants found stay known until a full pass misses them.
+   * On a cluster a pass scans every primary in turn (each holds the tenants of its slots).
    */
   private async dueTenants(): Promise<string[]> {
     const due = acrossTenants((k) => k.scheduleDue());
     try {
       for (let call = 0; call < SCAN_CALLS_PER_TICK; call++) {
-        const [next, keys] = await this.redis!.scan(this.scanCursor, 'MATCH', due.pattern, 'COUNT', SCAN_COUNT);
+        if (this.scanNode >= this.scanNodes.length) {
+          const redis = this.redis!;
+          this.scanNodes = redis instanceof Cluster ? redis.nodes('master') : [redis];
+          this.scanNode = 0;
+        }
+        const [next, keys] = await this.scanNodes[this.scanNode]!.scan(this.scanCursor, 'MATCH', due.pattern, 'COUNT', SCAN_COUNT);
         for (const key of keys) {
           const tenant = due.tenantOf(key);
           if (tenant) this.scanning.add(tenant);
         }
         this.scanCursor = next;
-        if (next === '0') {
-          this.known = this.scanning;
-          this.scanning = new Set();
-          break;
-        }
+        if (next !== '0') continue;
+        this.scanNode++;
+        if (this.scanNode < this.scanNodes.length) continue;
+        this.known = this.scanning;
+        this.scanning = new Set();
+        break;
       }
     } catch (err) {
+      if (this.redis instanceof Cluster) {
+        // a node gone meanwhile (failover, resharding): the next tick starts a fresh pass
+        this.scanNode = this.scanNodes.length;
+        this.scanCursor = '0';
+      }
       this.log(`scheduler: looking for tenants with due entries failed: ${describe(err)}`);
     }
     return [...new Set([...this.known, ...this.scanning])];

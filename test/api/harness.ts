@@ -8,11 +8,12 @@ import { randomUUID } from 'node:crypto';
 import { inject } from 'vitest';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
-import { Redis } from 'ioredis';
+import { Redis, type Cluster } from 'ioredis';
 import { SignJWT } from 'jose';
 import { readConfig, type Config } from '../../src/config.js';
 import type { Role } from '../../src/auth/tokens.js';
 import { createServer, type RunningServer } from '../../src/server.js';
+import { connectRedis, isCluster, primaryFor } from '../../src/redis/client.js';
 import { snapshotTenant, uniqueTenant } from '../setup/helpers.js';
 
 export interface GraphQLResponse<T = Record<string, any>> {
@@ -59,10 +60,15 @@ export interface Subscription {
 /** The HS256 secret test servers verify with (tests only; never a real secret). */
 export const TEST_JWT_SECRET = 'atomflow-test-secret-not-for-production-use-0123456789';
 
-/** Test config: AUTH_JWT_SECRET = TEST_JWT_SECRET, a rate limit high enough not to slow tests. */
+/**
+ * Test config: AUTH_JWT_SECRET = TEST_JWT_SECRET, a rate limit high enough not to slow tests. The
+ * private redis-server, or in the cluster run the loopback cluster; a `redisUrl` override means
+ * that one Redis.
+ */
 export function testConfig(overrides: Partial<Config> = {}): Config {
+  const clusterNodes = inject('redisClusterNodes');
   const base = readConfig({
-    REDIS_URL: inject('redisUrl'),
+    ...(clusterNodes && !overrides.redisUrl ? { REDIS_CLUSTER_NODES: clusterNodes } : { REDIS_URL: inject('redisUrl') }),
     PORT: '0',
     LOG_LEVEL: 'silent',
     WORKER_ENABLED: 'false',
@@ -169,9 +175,15 @@ export async function openSubscription(
   };
 }
 
-/** Redis' own count of subscribed connections on a channel (one per server instance, at most). */
+/**
+ * Redis' own count of subscribed connections on a channel (one per server instance, at most). On a
+ * cluster, the sharded subscriptions on the primary owning the channel's slot.
+ */
 export async function subscriberCount(redis: Redis, channel: string): Promise<number> {
-  const reply = (await redis.call('PUBSUB', 'NUMSUB', channel)) as [string, number];
+  const client = redis as Redis | Cluster;
+  const reply = isCluster(client)
+    ? ((await (await primaryFor(client, channel)).call('PUBSUB', 'SHARDNUMSUB', channel)) as [string, number])
+    : ((await redis.call('PUBSUB', 'NUMSUB', channel)) as [string, number]);
   return Number(reply[1]);
 }
 
@@ -182,7 +194,8 @@ export async function startTestServer(options: { config?: Partial<Config>; tenan
   const server = await createServer(config);
   // as the server does for `default` at start: the built-in order machine exists before any request
   await server.engine.workflows.ensureOrderMachine(tenant);
-  const redis = new Redis(server.redisUrl, { maxRetriesPerRequest: 1 });
+  // typed Redis for the tests; on a cluster a Cluster client, which takes the same commands
+  const redis = connectRedis(server.redisTarget, { maxRetriesPerRequest: 1 }) as Redis;
   const subscriptions: Subscription[] = [];
   const secret = config.auth.secret ?? TEST_JWT_SECRET;
   const admin = await testToken({ tenant, role: 'admin', ttlSeconds: 24 * 3600 }, secret);

@@ -4,8 +4,11 @@
  */
 import { randomUUID } from 'node:crypto';
 import { inject } from 'vitest';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { loadFunctions } from '../../src/redis/functions.js';
+import { connectRedis, isCluster, primaryFor, type RedisClient, type RedisTarget } from '../../src/redis/client.js';
+import { clusterTarget } from '../../src/redis/connect.js';
+import { readConfig } from '../../src/config.js';
 import { tenantKeyPattern } from '../../src/redis/keys.js';
 import { Engine } from '../../src/app/engine.js';
 
@@ -13,10 +16,20 @@ export function redisUrl(): string {
   return inject('redisUrl');
 }
 
+/** What the tests run on: the private redis-server, or in the cluster run the loopback cluster. */
+export function testRedisTarget(): RedisTarget {
+  const seeds = inject('redisClusterNodes');
+  return seeds ? clusterTarget(readConfig({ REDIS_CLUSTER_NODES: seeds }).redisCluster!) : redisUrl();
+}
+
+/**
+ * A client with the functions loaded. Typed `Redis` for the tests written against one Redis: in the
+ * cluster run it is a `Cluster`, which takes the same commands (each sent to its key's primary).
+ */
 export async function connectTestRedis(): Promise<Redis> {
-  const redis = new Redis(redisUrl(), { maxRetriesPerRequest: 1 });
+  const redis = connectRedis(testRedisTarget(), { maxRetriesPerRequest: 1 });
   await loadFunctions(redis);
-  return redis;
+  return redis as Redis;
 }
 
 export async function createTestEngine(): Promise<{ redis: Redis; engine: Engine }> {
@@ -30,11 +43,13 @@ export function uniqueTenant(label = 't'): string {
 }
 
 /** Every key of the tenant with its type and full content, in a stable order. */
-export async function snapshotTenant(redis: Redis, tenant: string): Promise<Record<string, unknown>> {
+export async function snapshotTenant(redis: RedisClient, tenant: string): Promise<Record<string, unknown>> {
   const keys: string[] = [];
   let cursor = '0';
+  // a tenant's keys share one slot: on a cluster they are all on the primary owning it
+  const node = isCluster(redis) ? await primaryFor(redis, tenantKeyPattern(tenant)) : redis;
   do {
-    const [next, batch] = await redis.scan(cursor, 'MATCH', tenantKeyPattern(tenant), 'COUNT', 1000);
+    const [next, batch] = await node.scan(cursor, 'MATCH', tenantKeyPattern(tenant), 'COUNT', 1000);
     cursor = next;
     keys.push(...batch);
   } while (cursor !== '0');
@@ -72,7 +87,7 @@ export async function snapshotTenant(redis: Redis, tenant: string): Promise<Reco
 
 /** Runs `action`, expects it to reject with an EngineError of `code`, and that no key changed. */
 export async function expectRejectedWithoutWrites(
-  redis: Redis,
+  redis: RedisClient,
   tenant: string,
   action: () => Promise<unknown>,
   code: string,
