@@ -22,13 +22,6 @@ const NOT_ON_A_CLUSTER = [
   'test/api/webui.test.ts',
 ];
 
-/**
- * One test of a file that otherwise runs on the cluster: it kills the relay's connection with CLIENT
- * KILL on the one Redis it knows (test/cluster/relay.test.ts covers the cluster's own cases: a slot
- * that moves, a subscriber connection killed on the node owning the slot). vitest applies
- * testNamePattern per project, though its project type does not list it.
- */
-const NOT_ON_A_CLUSTER_TESTS = { testNamePattern: /^(?!.*fills the gap from the stream when its Redis subscription is killed)/ } as object;
 
 export default defineConfig({
   resolve: {
@@ -59,7 +52,6 @@ export default defineConfig({
           include: ['test/api/**/*.test.ts', 'test/cluster/**/*.test.ts'],
           exclude: NOT_ON_A_CLUSTER,
           globalSetup: ['test/setup/redis-cluster-global.ts', 'test/setup/web-build.ts'],
-          ...NOT_ON_A_CLUSTER_TESTS,
         },
       },
     ],
