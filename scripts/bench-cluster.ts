@@ -30,18 +30,10 @@ import { loadFunctions } from '../src/redis/functions.js';
 import { tenantKeys } from '../src/redis/keys.js';
 import { startPrivateRedis } from '../test/setup/private-redis.js';
 import { startTestCluster } from '../test/setup/redis-cluster.js';
+import { parseBenchArgs } from './bench-args.js';
 
 const USAGE = 'usage: npm run bench:cluster [-- --quick] [-- --duration=<ms>] [-- --rounds=<n>]';
-const argv = process.argv.slice(2);
-for (const arg of argv) {
-  if (arg !== '--quick' && !/^--duration=\d+$/.test(arg) && !/^--rounds=[1-9]$/.test(arg)) {
-    process.stderr.write(`unknown argument ${arg}\n${USAGE}\n`);
-    process.exit(2);
-  }
-}
-const QUICK = argv.includes('--quick');
-const DURATION_MS = Number(argv.find((a) => a.startsWith('--duration='))?.split('=')[1] ?? (QUICK ? 1000 : 3000));
-const ROUNDS = Number(argv.find((a) => a.startsWith('--rounds='))?.split('=')[1] ?? (QUICK ? 1 : 3));
+const { argv, quick: QUICK, durationMs: DURATION_MS, rounds: ROUNDS } = parseBenchArgs(USAGE, 3);
 const CALLERS_PER_TENANT = 32;
 const TENANTS = 3;
 const PUBSUB_MESSAGES = QUICK ? 20_000 : 50_000;

@@ -52,21 +52,13 @@ import { DEFAULT_TENANT } from '../src/graphql/context.js';
 import { tenantKeys } from '../src/redis/keys.js';
 import { startPrivateRedis, type PrivateRedis } from '../test/setup/private-redis.js';
 import { costDetails, costRows, PINGPONG, redisCosts } from './bench-redis-cost.js';
+import { parseBenchArgs } from './bench-args.js';
 
 // ---------------------------------------------------------------------------------------------------
 // Settings
 
 const USAGE = 'usage: npm run bench [-- --quick] [-- --duration=<ms per row>] [-- --rounds=<n>]';
-const argv = process.argv.slice(2);
-for (const arg of argv) {
-  if (arg !== '--quick' && !/^--duration=\d+$/.test(arg) && !/^--rounds=[1-9]$/.test(arg)) {
-    process.stderr.write(`unknown argument ${arg}\n${USAGE}\n`);
-    process.exit(2);
-  }
-}
-const QUICK = argv.includes('--quick');
-const DURATION_MS = Number(argv.find((a) => a.startsWith('--duration='))?.split('=')[1] ?? (QUICK ? 1000 : 3000));
-const ROUNDS = Number(argv.find((a) => a.startsWith('--rounds='))?.split('=')[1] ?? (QUICK ? 1 : 5));
+const { argv, quick: QUICK, durationMs: DURATION_MS, rounds: ROUNDS } = parseBenchArgs(USAGE, 5);
 const WARMUP_MS = QUICK ? 200 : 1000;
 /**
  * Load on a fresh server process before its rows: its throughput climbs for seconds of load (the JIT

@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { freePort, startPrivateRedis } from '../setup/private-redis.js';
 import { redisUrl } from '../setup/helpers.js';
-import { exitOf, MAIN, redisServersIn, spawnEntry, WORKER, type Spawned } from '../setup/processes.js';
+import { exitOf, MAIN, redisServersIn, spawnTracked, WORKER, type Spawned } from '../setup/processes.js';
 import { RECORD_FILE } from '../../src/redis/private-redis.js';
 import { createServer } from '../../src/server.js';
 import { StartupError } from '../../src/startup.js';
@@ -23,11 +23,7 @@ afterAll(async () => {
 });
 
 function run(entry: string, env: Record<string, string>): Spawned {
-  const spawned = spawnEntry(entry, env);
-  cleanups.push(() => {
-    if (spawned.child.exitCode === null && spawned.child.signalCode === null) spawned.child.kill('SIGKILL');
-  });
-  return spawned;
+  return spawnTracked(entry, env, cleanups);
 }
 
 /** Expects exit code 1 and exactly one line on stderr, without a stack trace; returns that line. */

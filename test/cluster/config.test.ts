@@ -6,7 +6,7 @@
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { ConfigError, readConfig } from '../../src/config.js';
 import { freePort, startPrivateRedis } from '../setup/private-redis.js';
-import { exitOf, MAIN, spawnEntry, startMain, WORKER, waitForOutput, type Spawned } from '../setup/processes.js';
+import { exitOf, MAIN, spawnTracked, startMain, WORKER, waitForOutput, type Spawned } from '../setup/processes.js';
 import { postGraphQL, TEST_JWT_SECRET, testToken } from '../api/harness.js';
 import { uniqueTenant } from '../setup/helpers.js';
 
@@ -16,11 +16,7 @@ afterAll(async () => {
 });
 
 function run(entry: string, env: Record<string, string>): Spawned {
-  const spawned = spawnEntry(entry, env);
-  cleanups.push(() => {
-    if (spawned.child.exitCode === null && spawned.child.signalCode === null) spawned.child.kill('SIGKILL');
-  });
-  return spawned;
+  return spawnTracked(entry, env, cleanups);
 }
 
 async function oneLineFailure(env: Record<string, string>): Promise<string> {

@@ -14,6 +14,14 @@ export interface PrivateRedis {
   stop(): Promise<void>;
 }
 
+/** SIGTERM to a child process, resolved once it has exited (at once when it already has). */
+export async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  await exited;
+}
+
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
@@ -64,11 +72,6 @@ export async function startPrivateRedis(port?: number): Promise<PrivateRedis> {
     url: `redis://127.0.0.1:${chosen}`,
     port: chosen,
     process: child,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-      child.kill('SIGTERM');
-      await exited;
-    },
+    stop: () => stopChild(child),
   };
 }

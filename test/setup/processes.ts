@@ -33,6 +33,18 @@ export function spawnEntry(entry: string, env: Record<string, string>): Spawned 
 }
 
 /** Resolves once the output matches `pattern` (rejects if the process exits first or on timeout). */
+/**
+ * spawnEntry, with a cleanup pushed on `cleanups` that SIGKILLs the process if it is still running
+ * (a test that failed half-way must not leave it behind).
+ */
+export function spawnTracked(entry: string, env: Record<string, string>, cleanups: (() => Promise<void> | void)[]): Spawned {
+  const spawned = spawnEntry(entry, env);
+  cleanups.push(() => {
+    if (spawned.child.exitCode === null && spawned.child.signalCode === null) spawned.child.kill('SIGKILL');
+  });
+  return spawned;
+}
+
 export function waitForOutput(spawned: Spawned, pattern: RegExp, timeoutMs = 20_000): Promise<RegExpExecArray> {
   return new Promise((resolve, reject) => {
     const check = () => {

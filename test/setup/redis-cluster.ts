@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
-import { freePort } from './private-redis.js';
+import { freePort, stopChild } from './private-redis.js';
 
 const run = promisify(execFile);
 
@@ -56,12 +56,7 @@ async function startNode(dir: string): Promise<ClusterNode> {
     port,
     address: `127.0.0.1:${port}`,
     process: child,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-      child.kill('SIGTERM');
-      await exited;
-    },
+    stop: () => stopChild(child),
   };
   await waitFor(async () => (await withNode(port, (r) => r.ping())) === 'PONG', `redis-server on port ${port} to answer`, () => child.exitCode !== null);
   return node;
